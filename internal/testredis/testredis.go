@@ -1,0 +1,133 @@
+// Package testredis gives tests real Redis: either a private stream key on the
+// shared server (REDIS_URL), or a private redis-server process for tests that
+// flush, kill or restart Redis.
+package testredis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/config"
+)
+
+// Keys are a test's private stream and consumer group names.
+type Keys struct {
+	Stream string
+	Group  string
+}
+
+// New returns a client of the shared Redis and keys no other test uses; the
+// stream is deleted when t ends. It fails the test, naming Redis, when the
+// server cannot be reached.
+func New(t testing.TB) (*redis.Client, Keys) {
+	t.Helper()
+	c, err := config.Load(context.Background())
+	if err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		t.Fatalf("testredis: REDIS_URL: %v", err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("testredis: Redis is required (REDIS_URL=%s): %v", c.RedisURL, err)
+	}
+	id := randomHex(6)
+	keys := Keys{Stream: "test:" + id + ":webhooks", Group: "test-" + id}
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), keys.Stream)
+		rdb.Close()
+	})
+	return rdb, keys
+}
+
+// Server is a private redis-server process (no persistence) on a free port.
+type Server struct {
+	t    testing.TB
+	Port int
+	cmd  *exec.Cmd
+}
+
+// StartServer starts a private redis-server; it is killed when t ends.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("testredis: redis-server is required on PATH for this test: %v", err)
+	}
+	s := &Server{t: t, Port: freePort(t)}
+	s.Start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// URL is the server's redis:// address.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Client returns a new client of the server, closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+	s.t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// Start (re)starts the server on its port, empty, and waits until it answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	dir := s.t.TempDir()
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("testredis: start redis-server: %v", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testredis: redis-server on port %d did not answer within 10s", s.Port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server with SIGKILL; everything it held is lost.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart kills the server and starts an empty one on the same port.
+func (s *Server) Restart() {
+	s.Kill()
+	s.Start()
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testredis: find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,108 @@
+// Package outbox records events in hookrelay's transactional outbox.
+//
+// Emit writes the event in the caller's transaction: the event exists if and
+// only if that transaction commits, and emitting does no network I/O. The
+// relay (package relay) later publishes committed events to the webhooks
+// subscribed to them.
+//
+// The package is deliberately light: an application that imports it pulls in
+// pgx and nothing of the relay, the worker or the API.
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// MaxDataBytes caps the JSON encoding of an event's data (256 KiB). The SQL
+// function hookrelay.emit enforces the same cap.
+const MaxDataBytes = 256 << 10
+
+// MaxTypeLength caps an event type's length in characters.
+const MaxTypeLength = 128
+
+// ErrInvalidEvent is wrapped by every validation error of Emit.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// DBTX is what Emit needs from the database: a pgx.Tx satisfies it, and so do
+// *pgxpool.Pool and *pgx.Conn (the event is then its own transaction).
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Event is one thing that happened, addressed to the webhooks of a project.
+type Event struct {
+	// Type names the event, such as "config.deployed". Required.
+	Type string
+	// ProjectID is the project whose webhooks receive the event. Required.
+	ProjectID uuid.UUID
+	// Data must encode to a JSON object of at most MaxDataBytes: a struct, a
+	// map, or a json.RawMessage. Webhook filters match data.application.id and
+	// data.environment.name.
+	Data any
+}
+
+const insertSQL = `INSERT INTO hookrelay.outbox (event_type, project_id, data) VALUES ($1, $2, $3) RETURNING id`
+
+// Emit records e in the outbox through db (normally the caller's transaction)
+// and returns the event's id. Invalid events are refused with an error
+// wrapping ErrInvalidEvent that names the field, and nothing is written.
+func Emit(ctx context.Context, db DBTX, e Event) (uuid.UUID, error) {
+	data, err := e.validate()
+	if err != nil {
+		return uuid.Nil, err
+	}
+	var id uuid.UUID
+	if err := db.QueryRow(ctx, insertSQL, e.Type, e.ProjectID, data).Scan(&id); err != nil {
+		return uuid.Nil, fmt.Errorf("emit %s: %w", e.Type, err)
+	}
+	return id, nil
+}
+
+// Validate reports whether e would be accepted by Emit.
+func (e Event) Validate() error {
+	_, err := e.validate()
+	return err
+}
+
+func (e Event) validate() (json.RawMessage, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(bytes.TrimSpace([]byte(e.Type))) == 0:
+		return nil, invalid("type must not be empty")
+	case len([]rune(e.Type)) > MaxTypeLength:
+		return nil, invalid("type is longer than %d characters", MaxTypeLength)
+	case e.ProjectID == uuid.Nil:
+		return nil, invalid("project_id must be set")
+	}
+	var data []byte
+	switch d := e.Data.(type) {
+	case json.RawMessage:
+		data = d
+	case []byte:
+		data = d
+	default:
+		var err error
+		if data, err = json.Marshal(d); err != nil {
+			return nil, invalid("data does not encode to JSON: %v", err)
+		}
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
+		return nil, invalid("data must be a JSON object")
+	}
+	if len(data) > MaxDataBytes {
+		return nil, invalid("data is %d bytes, more than the %d allowed", len(data), MaxDataBytes)
+	}
+	return data, nil
+}

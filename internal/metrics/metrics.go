@@ -1,0 +1,99 @@
+// Package metrics defines hookrelay's Prometheus metrics, in one place so
+// that names and labels stay consistent across the relay, the worker and the
+// API. Every process registers them on its own registry (New) and serves it
+// at /metrics.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the instruments of one process. Create them with New (tests
+// may simply call New and ignore the registry).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	EventsRelayed     prometheus.Counter
+	DeliveriesCreated prometheus.Counter
+	RelayBatches      prometheus.Counter
+	RelayLag          prometheus.Gauge // age in seconds of the oldest unpublished event
+
+	Deliveries        *prometheus.CounterVec   // by outcome: delivered, retry, failed, skipped, gone
+	AttemptDuration   *prometheus.HistogramVec // by outcome
+	RetriesScheduled  prometheus.Counter
+	DeadLetters       prometheus.Counter
+	UnknownDeliveries prometheus.Counter // stream entries whose delivery row was not found
+	PoisonEntries     prometheus.Counter // entries moved aside after repeated processing errors
+
+	StreamLength  prometheus.Gauge
+	StreamPending prometheus.Gauge
+
+	Reconciled     *prometheus.CounterVec // by reason: stale, redis_reset
+	UnpublishedOld prometheus.Gauge
+	Pruned         *prometheus.CounterVec // by table
+
+	EventsEmitted prometheus.Counter // through the API's example endpoint
+	HTTPRequests  *prometheus.CounterVec
+}
+
+// New creates the metrics and registers them, with Go and process collectors,
+// on a new registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{r}
+	return &Metrics{
+		Registry:          r,
+		EventsRelayed:     f.counter("hookrelay_relay_events_total", "Outbox events published by the relay."),
+		DeliveriesCreated: f.counter("hookrelay_relay_deliveries_total", "Deliveries fanned out and put on the stream by the relay."),
+		RelayBatches:      f.counter("hookrelay_relay_batches_total", "Batches claimed by the relay."),
+		RelayLag:          f.gauge("hookrelay_relay_lag_seconds", "Age of the oldest unpublished outbox event."),
+		Deliveries: f.counterVec("hookrelay_deliveries_total",
+			"Delivery attempts by outcome (delivered, retry, failed, skipped, gone).", "outcome"),
+		AttemptDuration: f.histogramVec("hookrelay_attempt_duration_seconds",
+			"Duration of HTTP delivery attempts.", "outcome"),
+		RetriesScheduled:  f.counter("hookrelay_retries_scheduled_total", "Retries scheduled as River jobs."),
+		DeadLetters:       f.counter("hookrelay_dead_letters_total", "Deliveries failed after their last attempt."),
+		UnknownDeliveries: f.counter("hookrelay_unknown_deliveries_total", "Stream entries whose delivery was not found in Postgres."),
+		PoisonEntries:     f.counter("hookrelay_poison_entries_total", "Stream entries moved aside after repeated processing errors."),
+		StreamLength:      f.gauge("hookrelay_stream_length", "Entries in the delivery stream."),
+		StreamPending:     f.gauge("hookrelay_stream_pending", "Entries read but not yet acknowledged by the consumer group."),
+		Reconciled: f.counterVec("hookrelay_reconciled_total",
+			"Deliveries put back on the stream by the reconciler, by reason.", "reason"),
+		UnpublishedOld: f.gauge("hookrelay_outbox_unpublished_stale", "Outbox events still unpublished after the reconcile threshold."),
+		Pruned:         f.counterVec("hookrelay_pruned_rows_total", "Rows deleted by retention, by table.", "table"),
+		EventsEmitted:  f.counter("hookrelay_events_emitted_total", "Events emitted through the API."),
+		HTTPRequests: f.counterVec("hookrelay_api_requests_total",
+			"API requests by route pattern and status code.", "route", "code"),
+	}
+}
+
+type factory struct{ r *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: name, Help: help,
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, labels)
+	f.r.MustRegister(h)
+	return h
+}

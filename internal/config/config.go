@@ -51,6 +51,8 @@ type Config struct {
 	// API.
 	APIAddr  string `env:"HOOKRELAY_API_ADDR, default=:8080"`
 	APIToken string `env:"HOOKRELAY_API_TOKEN"`
+	// EventTypes are the event types a webhook may subscribe to (besides "*").
+	EventTypes []string `env:"HOOKRELAY_EVENT_TYPES, default=config.deployed,config.committed,config.archived,webhook.test"`
 
 	LogLevel slog.Level `env:"HOOKRELAY_LOG_LEVEL, default=info"`
 }
@@ -163,6 +165,9 @@ func (c Config) Validate() error {
 	if c.ReconcileAfter > 0 && c.ReconcileAfter < c.Timeout+ClaimMargin {
 		bad("HOOKRELAY_RECONCILE_AFTER", "must be at least HOOKRELAY_TIMEOUT + %s (%s), got %s",
 			ClaimMargin, c.Timeout+ClaimMargin, c.ReconcileAfter)
+	}
+	if len(c.EventTypes) == 0 {
+		bad("HOOKRELAY_EVENT_TYPES", "must list at least one event type")
 	}
 	if c.HeaderPrefix == "" {
 		bad("HOOKRELAY_HEADER_PREFIX", "must not be empty")

@@ -1,0 +1,175 @@
+// Package safedial keeps webhook deliveries away from internal networks (SSRF).
+//
+// The real guard is Control, installed on the net.Dialer that makes delivery
+// connections: it sees the address the connection is about to use, after DNS
+// resolution, so a hostname that resolves (or re-resolves, DNS rebinding) to a
+// loopback, private, link-local or otherwise internal address is refused at
+// connect time. CheckURL is the early, best-effort check the API runs when a
+// webhook URL is registered, so that obvious mistakes are reported at once.
+package safedial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+)
+
+// ErrForbidden is wrapped by every refusal to use an address; the wrapping error
+// names the address and why it is refused. Test with errors.Is.
+var ErrForbidden = errors.New("forbidden address")
+
+// ErrInvalidURL is wrapped by CheckURL errors about the shape of a URL (scheme,
+// host, credentials), as opposed to the address it points at.
+var ErrInvalidURL = errors.New("invalid webhook url")
+
+// rangeRule names a block of addresses that deliveries must not reach.
+type rangeRule struct {
+	prefix netip.Prefix
+	reason string
+}
+
+// forbiddenRanges lists blocks not covered by the netip.Addr predicates used in
+// Forbidden. IPv4-mapped IPv6 addresses are unmapped before being checked.
+var forbiddenRanges = []rangeRule{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network (0.0.0.0/8)"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT (100.64.0.0/10)"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking network (198.18.0.0/15)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4)"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local (fec0::/10)"},
+	{netip.MustParsePrefix("100::/64"), "discard-only (100::/64)"},
+}
+
+// embeddedIPv4 lists IPv6 blocks whose last 32 bits carry an IPv4 address that a
+// gateway may forward to (NAT64, IPv4-compatible); that IPv4 address is checked too.
+var embeddedIPv4 = []netip.Prefix{
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("::/96"),
+}
+
+// Forbidden reports whether deliveries must not connect to ip, and why: loopback,
+// private (RFC 1918, fc00::/7), link-local (including the 169.254.169.254 cloud
+// metadata address), unspecified, multicast, broadcast, carrier-grade NAT,
+// 0.0.0.0/8, other reserved blocks, and the IPv4-mapped, IPv4-compatible and
+// NAT64 forms of all of these. An invalid address is forbidden.
+func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
+	if !ip.IsValid() {
+		return "invalid address", true
+	}
+	ip = ip.WithZone("").Unmap()
+	if ip.Is6() {
+		for _, p := range embeddedIPv4 {
+			if p.Contains(ip) && ip != netip.IPv6Unspecified() && ip != netip.IPv6Loopback() {
+				b := ip.As16()
+				v4 := netip.AddrFrom4([4]byte(b[12:16]))
+				if r, bad := Forbidden(v4); bad {
+					return r + " embedded in " + p.String(), true
+				}
+			}
+		}
+	}
+	switch {
+	case ip.IsUnspecified():
+		return "unspecified address", true
+	case ip.IsLoopback():
+		return "loopback address", true
+	case ip.IsPrivate():
+		return "private network address", true
+	case ip == netip.AddrFrom4([4]byte{169, 254, 169, 254}):
+		return "cloud metadata address", true
+	case ip.IsLinkLocalUnicast():
+		return "link-local address", true
+	case ip.IsMulticast(), ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast():
+		return "multicast address", true
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast address", true
+	}
+	for _, r := range forbiddenRanges {
+		if r.prefix.Contains(ip) {
+			return r.reason, true
+		}
+	}
+	return "", false
+}
+
+// check returns an error wrapping ErrForbidden when ip must not be used.
+func check(ip netip.Addr) error {
+	if reason, bad := Forbidden(ip); bad {
+		return fmt.Errorf("%w: %s is a %s", ErrForbidden, ip, reason)
+	}
+	return nil
+}
+
+// Control returns a function for net.Dialer.Control that refuses, before the
+// connection is made, any resolved address Forbidden rejects. With allowPrivate
+// every address is allowed (development and tests against loopback receivers).
+// The error it returns wraps ErrForbidden.
+func Control(allowPrivate bool) func(network, address string, c syscall.RawConn) error {
+	if allowPrivate {
+		return func(string, string, syscall.RawConn) error { return nil }
+	}
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			// The dialer always passes a resolved ip:port; anything else is refused
+			// rather than trusted.
+			return fmt.Errorf("%w: cannot parse dial address %q: %v", ErrForbidden, address, err)
+		}
+		return check(ap.Addr())
+	}
+}
+
+// CheckURL checks a webhook URL when it is registered. The URL must be absolute
+// http or https, with a host and without user:password. Unless allowPrivate, a
+// literal IP address or a localhost name is refused when Forbidden, and a
+// hostname is resolved with resolver (nil: net.DefaultResolver) and refused when
+// any of its addresses is forbidden. A failed resolution is not an error: the
+// name may only resolve later, and the dialer re-checks at every connection.
+// Shape errors wrap ErrInvalidURL; address errors wrap ErrForbidden.
+func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.Resolver) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%w: scheme must be http or https, got %q", ErrInvalidURL, u.Scheme)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%w: credentials in the URL are not allowed; use a custom header", ErrInvalidURL)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return fmt.Errorf("%w: no host", ErrInvalidURL)
+	}
+	if allowPrivate {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if err := check(ip); err != nil {
+			return fmt.Errorf("check url host: %w", err)
+		}
+		return nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return fmt.Errorf("check url host: %w: %s is a loopback name", ErrForbidden, host)
+	}
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil // best effort: the dialer is the real guard
+	}
+	for _, a := range addrs {
+		if err := check(a); err != nil {
+			return fmt.Errorf("check url host %s: %w", host, err)
+		}
+	}
+	return nil
+}

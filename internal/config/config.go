@@ -54,6 +54,10 @@ type Config struct {
 	// EventTypes are the event types a webhook may subscribe to (besides "*").
 	EventTypes []string `env:"HOOKRELAY_EVENT_TYPES, default=config.deployed,config.committed,config.archived,webhook.test"`
 
+	// MetricsAddr serves /metrics from relay and worker processes (the API
+	// serves it on its own address); empty means not served.
+	MetricsAddr string `env:"HOOKRELAY_METRICS_ADDR"`
+
 	LogLevel slog.Level `env:"HOOKRELAY_LOG_LEVEL, default=info"`
 }
 

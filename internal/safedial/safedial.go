@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -145,6 +146,11 @@ func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.
 	host := u.Hostname()
 	if host == "" {
 		return fmt.Errorf("%w: no host", ErrInvalidURL)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%w: port %q out of range", ErrInvalidURL, p)
+		}
 	}
 	if allowPrivate {
 		return nil

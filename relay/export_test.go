@@ -1,0 +1,11 @@
+package relay
+
+import "context"
+
+// SetAfterPublish installs a hook that runs after the XADD of each batch and
+// before the batch is marked published; an error aborts the batch there, as
+// if the relay had been killed.
+func SetAfterPublish(r *Relay, f func(ctx context.Context) error) { r.afterPublish = f }
+
+// Stopping is closed once Stop has been called.
+func Stopping(r *Relay) <-chan struct{} { return r.stopCh }

@@ -1,0 +1,305 @@
+// Package relay moves committed outbox events to the delivery stream.
+//
+// A Relay claims unpublished outbox rows by state (published_at IS NULL, FOR
+// NO KEY UPDATE SKIP LOCKED), never by an id cursor, so a row whose
+// transaction commits late is never skipped and several relays may run at
+// once. For each claimed batch it
+//
+//  1. fans the events out into one delivery row per active, matching webhook
+//     with one set-based INSERT on a second connection, and commits it
+//     (idempotent: deliveries are unique per event × webhook);
+//  2. XADDs every pending delivery id of those events to the stream in one
+//     pipelined round trip;
+//  3. only after Redis accepted them all, marks the rows published and
+//     commits the claim.
+//
+// A crash anywhere leaves the rows unpublished: they are claimed again, the
+// fan-out finds the deliveries already there, and their ids are published
+// again (a duplicate stream entry, which workers tolerate). Because the
+// fan-out commits before the XADD, a worker never reads a delivery id whose
+// row it cannot see.
+//
+// # Waking up
+//
+// The relay wakes on a NOTIFY on channel hookrelay_outbox (a dedicated LISTEN
+// connection that reconnects with backoff and catches up after every LISTEN),
+// on Wake, and every PollInterval as a safety net. Writers only NOTIFY while
+// hookrelay.relay_state.idle is true (a deferred trigger reads the flag at
+// commit), because a NOTIFY takes a cluster-wide lock at commit that costs
+// writers most of their throughput under load. The relay sets idle=false when
+// woken, before draining, and when a pass finds nothing it sets idle=true and
+// claims once more (an event that committed while the flag was false sent no
+// NOTIFY) before it waits.
+//
+// One race remains: a writer whose deferred trigger read idle=false just
+// before the flag flipped to true, and whose commit becomes visible only after
+// that last claim, sent no NOTIFY and was not claimed. It waits for the next
+// poll, at most PollInterval.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/metrics"
+)
+
+// Config is what a Relay needs to know besides its connections.
+type Config struct {
+	Stream       string        // HOOKRELAY_STREAM: the stream key deliveries are published to
+	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per claim (default 500)
+	PollInterval time.Duration // HOOKRELAY_POLL_INTERVAL: safety-net poll (default 1s)
+	MaxAttempts  int           // HOOKRELAY_MAX_ATTEMPTS: copied into each new delivery row (default 6)
+}
+
+// Defaults applied by New to zero (or negative) Config fields.
+const (
+	DefaultBatchSize    = 500
+	DefaultPollInterval = time.Second
+	DefaultMaxAttempts  = 6
+)
+
+const (
+	// lagEvery bounds how often the lag gauge is refreshed.
+	lagEvery = 5 * time.Second
+	// retryMin and retryMax bound the backoff after a failed pass or a lost
+	// LISTEN connection.
+	retryMin = 100 * time.Millisecond
+	retryMax = 5 * time.Second
+)
+
+// Relay publishes committed outbox events to the stream. It is a
+// service.Service: Start it once, Stop it once. Its pool must allow at least
+// two connections (a claim holds one while the fan-out uses another); the
+// LISTEN connection is opened separately from the pool's configuration.
+type Relay struct {
+	pool *pgxpool.Pool
+	rdb  redis.UniversalClient
+	cfg  Config
+	m    *metrics.Metrics
+	log  *slog.Logger
+
+	wake chan struct{}
+
+	mu         sync.Mutex
+	started    bool
+	stopCh     chan struct{}
+	stopOnce   sync.Once
+	cancelWork context.CancelFunc
+	done       chan struct{} // closed when the relay loop has returned
+	listenDone chan struct{} // closed when the listener has returned
+
+	lagAt time.Time // last lag refresh; only touched by the relay loop
+
+	// afterPublish, when set (tests only), runs after the XADD and before
+	// the rows are marked published; an error aborts the batch there.
+	afterPublish func(ctx context.Context) error
+}
+
+// New returns a relay; nothing runs until Start. Zero Config fields take the
+// defaults above; a nil m gets unregistered metrics and a nil log discards.
+func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, m *metrics.Metrics, log *slog.Logger) *Relay {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if m == nil {
+		m = metrics.New()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{
+		pool:   pool,
+		rdb:    rdb,
+		cfg:    cfg,
+		m:      m,
+		log:    log.With("service", "relay"),
+		wake:   make(chan struct{}, 1),
+		stopCh: make(chan struct{}),
+	}
+}
+
+// Name is the service name, "relay".
+func (r *Relay) Name() string { return "relay" }
+
+// Start checks that Postgres (with hookrelay's schema) and Redis answer, then
+// launches the relay loop and the LISTEN connection and returns. The relay
+// first catches up on everything unpublished. The work outlives ctx; end it
+// with Stop.
+func (r *Relay) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("relay: already started")
+	}
+	if r.cfg.Stream == "" {
+		return errors.New("relay: no stream key configured")
+	}
+	if _, err := r.pool.Exec(ctx, `SELECT 1 FROM hookrelay.relay_state WHERE id = 1`); err != nil {
+		return fmt.Errorf("relay: check hookrelay schema (was it migrated?): %w", err)
+	}
+	if err := r.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("relay: ping redis: %w", err)
+	}
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.started, r.cancelWork = true, cancel
+	r.done, r.listenDone = make(chan struct{}), make(chan struct{})
+	go r.listen(work)
+	go r.run(work)
+	return nil
+}
+
+// Stop stops taking work: the relay finishes the batch in hand (marking it
+// published), lets go of the LISTEN connection and returns. If ctx expires
+// first, the batch in hand is abandoned unpublished (it is claimed again
+// later) and Stop returns ctx's error.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stopCh) })
+	if !started {
+		return nil
+	}
+	var err error
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		err = fmt.Errorf("relay: stop: batch in hand abandoned: %w", ctx.Err())
+	}
+	r.cancelWork()
+	<-r.done
+	<-r.listenDone
+	return err
+}
+
+// Wake nudges the relay to look for unpublished events now. It never blocks;
+// nudges that arrive while one is pending are merged.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Drain claims and publishes batches until a claim finds nothing unpublished
+// (rows locked by another relay are left to it), and returns how many events
+// it published. It works whether or not the relay was started.
+func (r *Relay) Drain(ctx context.Context) (events int, err error) {
+	for {
+		n, err := r.batch(ctx)
+		events += n
+		if err != nil || n == 0 {
+			return events, err
+		}
+	}
+}
+
+func (r *Relay) stopping() bool {
+	select {
+	case <-r.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// run is the relay loop: a pass, then a wait for a wake-up, a poll tick or
+// Stop. A failed pass is retried with backoff.
+func (r *Relay) run(ctx context.Context) {
+	defer close(r.done)
+	defer r.markIdleOnExit(ctx)
+	backoff := retryMin
+	for !r.stopping() {
+		err := r.pass(ctx)
+		wait := r.cfg.PollInterval
+		if err != nil {
+			if r.stopping() || ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("relay pass failed; retrying", "err", err, "in", backoff)
+			wait, backoff = backoff, min(backoff*2, retryMax)
+		} else {
+			backoff = retryMin
+		}
+		if !r.waitWake(wait) {
+			return
+		}
+	}
+}
+
+// pass drains until the idle protocol says there is nothing left: drain with
+// idle=false, then set idle=true and claim once more; only an empty last
+// claim ends the pass.
+func (r *Relay) pass(ctx context.Context) error {
+	for {
+		if err := r.setIdle(ctx, false); err != nil {
+			return err
+		}
+		for !r.stopping() {
+			n, err := r.batch(ctx)
+			if err != nil {
+				return err
+			}
+			r.refreshLag(ctx)
+			if n == 0 {
+				break
+			}
+		}
+		if r.stopping() {
+			return nil
+		}
+		if err := r.setIdle(ctx, true); err != nil {
+			return err
+		}
+		// An event that committed while the flag was false sent no NOTIFY:
+		// look once more now that writers will notify. (A writer that read
+		// false just before the flip and commits after this claim waits for
+		// the next poll; see the package documentation.)
+		n, err := r.batch(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// waitWake waits for a wake-up or d; it reports false when the relay is
+// stopping.
+func (r *Relay) waitWake(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.stopCh:
+		return false
+	case <-r.wake:
+		return true
+	case <-t.C:
+		return true
+	}
+}
+
+// markIdleOnExit leaves the flag at idle=true so that writers wake the relays
+// still running (or the next one to start, which catches up anyway).
+func (r *Relay) markIdleOnExit(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.setIdle(ctx, true); err != nil {
+		r.log.Warn("relay: could not mark itself idle on exit", "err", err)
+	}
+}

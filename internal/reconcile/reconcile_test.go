@@ -1,0 +1,359 @@
+package reconcile_test
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/reconcile"
+	"github.com/hookrelay/hookrelay/internal/stream"
+	"github.com/hookrelay/hookrelay/internal/testdb"
+	"github.com/hookrelay/hookrelay/internal/testredis"
+)
+
+const after = time.Minute
+
+// env is one test's reconciler with its own database and stream.
+type env struct {
+	pool  *pgxpool.Pool
+	rdb   redis.UniversalClient
+	keys  testredis.Keys
+	m     *metrics.Metrics
+	wakes atomic.Int32
+	w     *reconcile.Worker
+}
+
+func newEnv(t *testing.T, rdb redis.UniversalClient, keys testredis.Keys) *env {
+	t.Helper()
+	e := &env{pool: testdb.New(t).Pool, rdb: rdb, keys: keys, m: metrics.New()}
+	e.w = reconcile.NewWorker(e.pool, rdb, e.config(), func() { e.wakes.Add(1) }, e.m, nil)
+	if err := rdb.XGroupCreateMkStream(context.Background(), keys.Stream, keys.Group, "$").Err(); err != nil {
+		t.Fatalf("create group: %v", err)
+	}
+	return e
+}
+
+func (e *env) config() reconcile.Config {
+	return reconcile.Config{Stream: e.keys.Stream, Group: e.keys.Group, After: after, Interval: time.Hour, BatchSize: 2}
+}
+
+func sharedEnv(t *testing.T) *env {
+	rdb, keys := testredis.New(t)
+	return newEnv(t, rdb, keys)
+}
+
+// delivery inserts a delivery with the given status, last updated idle ago,
+// and next attempt at now+next (nil: none).
+func (e *env) delivery(t *testing.T, status string, idle time.Duration, next *time.Duration) uuid.UUID {
+	t.Helper()
+	var id uuid.UUID
+	err := e.pool.QueryRow(context.Background(), `
+INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, payload,
+    event_created_at, status, max_attempts, next_attempt_at, updated_at)
+VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'config.deployed', '{}',
+    now(), $1, 6, now() + $2::interval, now() - $3::interval)
+RETURNING id`, status, next, idle).Scan(&id)
+	if err != nil {
+		t.Fatalf("insert delivery: %v", err)
+	}
+	return id
+}
+
+func in(d time.Duration) *time.Duration { return &d }
+
+func (e *env) run(t *testing.T) reconcile.Result {
+	t.Helper()
+	res, err := e.w.Reconcile(context.Background())
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	return res
+}
+
+// published lists the delivery ids in the stream, sorted.
+func (e *env) published(t *testing.T) []uuid.UUID {
+	t.Helper()
+	msgs, err := e.rdb.XRange(context.Background(), e.keys.Stream, "-", "+").Result()
+	if err != nil {
+		t.Fatalf("XRANGE: %v", err)
+	}
+	ids := make([]uuid.UUID, 0, len(msgs))
+	for _, m := range msgs {
+		id, err := stream.DeliveryID(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return sorted(ids)
+}
+
+func sorted(ids []uuid.UUID) []uuid.UUID {
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	return ids
+}
+
+func wantIDs(t *testing.T, got []uuid.UUID, want ...uuid.UUID) {
+	t.Helper()
+	if !slices.Equal(got, sorted(want)) {
+		t.Fatalf("stream holds %v, want %v", got, sorted(want))
+	}
+}
+
+func TestReconcile_RepublishesOnlyStalePendingDeliveriesWithoutFutureRetry(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	stale := e.delivery(t, "pending", 10*time.Minute, nil)
+	staleRetry := e.delivery(t, "pending", 20*time.Minute, in(-10*time.Minute)) // retry long overdue
+	stale3 := e.delivery(t, "pending", 11*time.Minute, nil)                     // 3 > batch size 2
+	e.delivery(t, "pending", 10*time.Second, nil)                               // fresh
+	e.delivery(t, "pending", 10*time.Minute, in(time.Hour))                     // future retry
+	e.delivery(t, "pending", 10*time.Minute, in(-10*time.Second))               // retry just due: River's job
+	for _, s := range []string{"delivered", "failed", "skipped"} {
+		e.delivery(t, s, 24*time.Hour, nil)
+	}
+
+	res := e.run(t)
+	if res.Stale != 3 || res.RedisReset != "" || res.Reset != 0 {
+		t.Fatalf("first run: %+v, want 3 stale and no reset", res)
+	}
+	wantIDs(t, e.published(t), stale, staleRetry, stale3)
+	if got := value(e.m.Reconciled.WithLabelValues("stale")); got != 3 {
+		t.Fatalf("reconciled{stale} = %v, want 3", got)
+	}
+	if res.StreamLength != 3 || value(e.m.StreamLength) != 3 {
+		t.Fatalf("stream length %d (gauge %v), want 3", res.StreamLength, value(e.m.StreamLength))
+	}
+
+	// The bump of updated_at keeps the next run from publishing them again.
+	if res := e.run(t); res.Stale != 0 {
+		t.Fatalf("second run re-published %d deliveries, want 0", res.Stale)
+	}
+	if n := len(e.published(t)); n != 3 {
+		t.Fatalf("stream holds %d entries after the second run, want 3", n)
+	}
+}
+
+func TestReconcile_ReportsUnacknowledgedEntriesAsStreamPending(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	e.delivery(t, "pending", 10*time.Minute, nil)
+	e.delivery(t, "pending", 10*time.Minute, nil)
+	e.run(t)
+	err := e.rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{
+		Group: e.keys.Group, Consumer: "c", Streams: []string{e.keys.Stream, ">"}, Count: 1, Block: -1,
+	}).Err()
+	if err != nil {
+		t.Fatalf("XREADGROUP: %v", err)
+	}
+	res := e.run(t)
+	if res.StreamLength != 2 || res.StreamPending != 1 || value(e.m.StreamPending) != 1 {
+		t.Fatalf("length %d pending %d (gauge %v), want 2 and 1",
+			res.StreamLength, res.StreamPending, value(e.m.StreamPending))
+	}
+}
+
+func TestReconcile_RedisRestartRepublishesAllPendingAtOnceAndOnlyOnce(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartServer(t)
+	rdb := srv.Client()
+	e := newEnv(t, rdb, testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	if res := e.run(t); res.RedisReset != "" || res.Reset != 0 {
+		t.Fatalf("first run on a fresh Redis: %+v, want no reset", res)
+	}
+
+	fresh := e.delivery(t, "pending", time.Second, nil)
+	dueRetry := e.delivery(t, "pending", 2*time.Minute, in(-5*time.Second))
+	e.delivery(t, "pending", time.Second, in(time.Hour)) // River will publish it when due
+	e.delivery(t, "delivered", time.Second, nil)
+	e.delivery(t, "failed", time.Second, nil)
+	if res := e.run(t); res.Stale != 0 || res.Reset != 0 {
+		t.Fatalf("run before the restart: %+v, want nothing re-published", res)
+	}
+
+	srv.Restart()
+	res := e.run(t)
+	if res.RedisReset != reconcile.ResetRunIDChanged || res.Reset != 2 {
+		t.Fatalf("run after the restart: %+v, want reset %q of 2 deliveries", res, reconcile.ResetRunIDChanged)
+	}
+	wantIDs(t, e.published(t), fresh, dueRetry)
+	if got := value(e.m.Reconciled.WithLabelValues("redis_reset")); got != 2 {
+		t.Fatalf("reconciled{redis_reset} = %v, want 2", got)
+	}
+	groups, err := rdb.XInfoGroups(context.Background(), e.keys.Stream).Result()
+	if err != nil || len(groups) != 1 || groups[0].Name != e.keys.Group || groups[0].Lag != 2 {
+		t.Fatalf("consumer group after the reset: %+v (%v), want %s with the 2 entries unread", groups, err, e.keys.Group)
+	}
+
+	res = e.run(t)
+	if res.RedisReset != "" || res.Reset != 0 || res.Stale != 0 {
+		t.Fatalf("run after the reset was handled: %+v, want nothing", res)
+	}
+	if n := len(e.published(t)); n != 2 {
+		t.Fatalf("stream holds %d entries, want still 2", n)
+	}
+}
+
+func TestReconcile_RunIDSurvivesARestartOfTheReconciler(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartServer(t)
+	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "s", Group: "g"})
+	e.run(t)
+	srv.Restart()
+	e.delivery(t, "pending", time.Second, nil)
+	// A new worker (another process, or this one restarted) still knows the old run id.
+	other := reconcile.NewWorker(e.pool, srv.Client(), e.config(), nil, metrics.New(), nil)
+	res, err := other.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RedisReset != reconcile.ResetRunIDChanged || res.Reset != 1 {
+		t.Fatalf("%+v, want the restart detected by a new worker", res)
+	}
+}
+
+func TestReconcile_DetectsVanishedStreamOrGroup(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		remove func(ctx context.Context, rdb redis.UniversalClient, k testredis.Keys) error
+		want   string
+	}{
+		{"stream deleted", func(ctx context.Context, rdb redis.UniversalClient, k testredis.Keys) error {
+			return rdb.Del(ctx, k.Stream).Err()
+		}, reconcile.ResetStreamGone},
+		{"group destroyed", func(ctx context.Context, rdb redis.UniversalClient, k testredis.Keys) error {
+			return rdb.XGroupDestroy(ctx, k.Stream, k.Group).Err()
+		}, reconcile.ResetGroupGone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := sharedEnv(t)
+			e.run(t)
+			pending := e.delivery(t, "pending", time.Second, nil)
+			if err := tc.remove(context.Background(), e.rdb, e.keys); err != nil {
+				t.Fatal(err)
+			}
+			res := e.run(t)
+			if res.RedisReset != tc.want || res.Reset != 1 {
+				t.Fatalf("%+v, want reset %q of 1 delivery", res, tc.want)
+			}
+			wantIDs(t, e.published(t), pending)
+			if res := e.run(t); res.RedisReset != "" {
+				t.Fatalf("next run still sees a reset: %+v", res)
+			}
+		})
+	}
+}
+
+func TestReconcile_OldUnpublishedOutboxWakesRelays(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	ctx := context.Background()
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN hookrelay_outbox"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.pool.Exec(ctx, `
+INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, published_at) VALUES
+    ('a', gen_random_uuid(), '{}', now() - interval '10 minutes', NULL),
+    ('b', gen_random_uuid(), '{}', now() - interval '10 seconds', NULL),
+    ('c', gen_random_uuid(), '{}', now() - interval '10 minutes', now() - interval '9 minutes')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Drain the wake-ups the inserts themselves caused.
+	drain(ctx, conn)
+
+	res := e.run(t)
+	if res.UnpublishedOld != 1 || value(e.m.UnpublishedOld) != 1 || e.wakes.Load() != 1 {
+		t.Fatalf("unpublished %d, gauge %v, wakes %d; want 1, 1, 1",
+			res.UnpublishedOld, value(e.m.UnpublishedOld), e.wakes.Load())
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := conn.Conn().WaitForNotification(wctx); err != nil {
+		t.Fatalf("no NOTIFY hookrelay_outbox for relays in other processes: %v", err)
+	}
+
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.outbox SET published_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.UnpublishedOld != 0 || value(e.m.UnpublishedOld) != 0 || e.wakes.Load() != 1 {
+		t.Fatalf("after publishing: %+v, wakes %d; want 0 and no new wake", res, e.wakes.Load())
+	}
+}
+
+func drain(ctx context.Context, conn *pgxpool.Conn) {
+	for {
+		c, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := conn.Conn().WaitForNotification(c)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+func TestReconcile_ConcurrentRunIsSkipped(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	ctx := context.Background()
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	// Hold the reconciler's lock as another process would.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(0x7265636f6e63696c)); err != nil {
+		t.Fatal(err)
+	}
+	e.delivery(t, "pending", time.Hour, nil)
+	if res := e.run(t); !res.Skipped || res.Stale != 0 {
+		t.Fatalf("%+v, want skipped", res)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(0x7265636f6e63696c)); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Skipped || res.Stale != 1 {
+		t.Fatalf("%+v, want 1 stale once the lock is free", res)
+	}
+}
+
+func TestWork_RunsTheReconciler(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	id := e.delivery(t, "pending", time.Hour, nil)
+	job := &river.Job[reconcile.Args]{JobRow: &rivertype.JobRow{Kind: reconcile.Kind}}
+	if err := e.w.Work(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, e.published(t), id)
+}
+
+// value reads a counter or gauge.
+func value(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}

@@ -1,0 +1,81 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// The reconciler's SQL, in one place.
+const (
+	// lockKey is the advisory lock that lets one reconciler run at a time
+	// ("reconcil" as a 63-bit number).
+	lockKey    = 0x7265636f6e63696c
+	sqlTryLock = `SELECT pg_try_advisory_lock($1)`
+	sqlUnlock  = `SELECT pg_advisory_unlock($1)`
+
+	keyRedisRunID = "redis_run_id"
+	sqlLoadState  = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
+	sqlStoreState = `
+INSERT INTO hookrelay.maintenance_state (key, value) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`
+
+	// Served by outbox_unpublished_idx (a partial index of the few
+	// unpublished rows).
+	sqlUnpublishedOld = `
+SELECT count(*), min(created_at) FROM hookrelay.outbox
+WHERE published_at IS NULL AND created_at < $1`
+	sqlWakeRelays = `SELECT pg_notify('hookrelay_outbox', '')`
+
+	// Picks a batch of pending deliveries idle since before $1 whose next
+	// attempt, if any, was due before $2 (served by deliveries_pending_idx),
+	// and marks them as just reconciled. SKIP LOCKED leaves alone the rows a
+	// worker is recording an attempt on right now.
+	sqlClaimStale = `
+WITH picked AS (
+    SELECT id FROM hookrelay.deliveries
+    WHERE status = 'pending' AND updated_at < $1
+      AND (next_attempt_at IS NULL OR next_attempt_at < $2)
+    ORDER BY updated_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE hookrelay.deliveries d SET updated_at = now()
+FROM picked WHERE d.id = picked.id
+RETURNING d.id`
+)
+
+// republishBatch claims one batch and publishes it inside the claiming
+// transaction: if Redis refuses it, the bump rolls back and the deliveries
+// stay candidates. A commit that fails after the publish only causes a
+// harmless second entry on the next run.
+func (w *Worker) republishBatch(ctx context.Context, updatedBefore, retryBefore time.Time) (int, error) {
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	rows, err := tx.Query(ctx, sqlClaimStale, updatedBefore, retryBefore, w.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if err := stream.Publish(ctx, w.rdb, w.cfg.Stream, ids); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit reconciled deliveries: %w", err)
+	}
+	return len(ids), nil
+}

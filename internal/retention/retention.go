@@ -1,0 +1,220 @@
+// Package retention prunes old rows: a River periodic job (run by the River
+// leader only) that deletes published outbox rows older than Config.OutboxAge
+// and finished deliveries (delivered, failed or skipped) last updated more
+// than Config.DeliveriesAge ago, with their attempts (ON DELETE CASCADE).
+//
+// It deletes in small batches, each its own short statement that skips rows
+// other transactions hold locked, so writers are never blocked for long; it
+// stops when nothing old is left or its time budget is spent, and the next
+// run carries on. It never deletes an unpublished outbox row or a pending
+// delivery.
+package retention
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/hookrelay/hookrelay/internal/metrics"
+)
+
+// Defaults applied to zero fields of Config.
+const (
+	DefaultOutboxAge     = 168 * time.Hour // 7 days
+	DefaultDeliveriesAge = 720 * time.Hour // 30 days
+	DefaultInterval      = 10 * time.Minute
+	DefaultBatchSize     = 1000
+	DefaultBudget        = time.Minute
+)
+
+// Config says what is old and how much work one run may do.
+type Config struct {
+	OutboxAge     time.Duration // HOOKRELAY_RETAIN_OUTBOX: published outbox rows older than this go
+	DeliveriesAge time.Duration // HOOKRELAY_RETAIN_DELIVERIES: finished deliveries idle longer than this go
+	Interval      time.Duration // HOOKRELAY_RETENTION_INTERVAL between runs
+	BatchSize     int           // rows per DELETE statement
+	Budget        time.Duration // how long one run may keep deleting
+}
+
+func (c Config) withDefaults() Config {
+	if c.OutboxAge <= 0 {
+		c.OutboxAge = DefaultOutboxAge
+	}
+	if c.DeliveriesAge <= 0 {
+		c.DeliveriesAge = DefaultDeliveriesAge
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Budget <= 0 {
+		c.Budget = DefaultBudget
+	}
+	return c
+}
+
+// Kind is the River job kind of a retention run.
+const Kind = "hookrelay.retention"
+
+// Args are the (empty) arguments of a retention run.
+type Args struct{}
+
+// Kind implements river.JobArgs.
+func (Args) Kind() string { return Kind }
+
+// InsertOpts keep at most one retention run queued or running at a time.
+func (Args) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		MaxAttempts: 3,
+		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+		}},
+	}
+}
+
+// Result counts the rows one run deleted.
+type Result struct {
+	Outbox     int
+	Deliveries int
+	Attempts   int  // attempts deleted with their deliveries
+	Incomplete bool // the budget ran out before everything old was deleted
+}
+
+// Worker runs retention; it is a river.Worker[Args].
+type Worker struct {
+	river.WorkerDefaults[Args]
+
+	pool *pgxpool.Pool
+	cfg  Config
+	m    *metrics.Metrics
+	log  *slog.Logger
+}
+
+// NewWorker returns the retention worker. Zero fields of cfg take the defaults.
+func NewWorker(pool *pgxpool.Pool, cfg Config, m *metrics.Metrics, log *slog.Logger) *Worker {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Worker{pool: pool, cfg: cfg.withDefaults(), m: m, log: log.With("component", "retention")}
+}
+
+// Register adds the retention worker to a River client's workers.
+func Register(w *river.Workers, worker *Worker) error {
+	if err := river.AddWorkerSafely(w, worker); err != nil {
+		return fmt.Errorf("register retention worker: %w", err)
+	}
+	return nil
+}
+
+// PeriodicJob schedules a retention run every cfg.Interval (and one as soon
+// as a River leader is elected).
+func PeriodicJob(cfg Config) *river.PeriodicJob {
+	cfg = cfg.withDefaults()
+	return river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
+		func() (river.JobArgs, *river.InsertOpts) { return Args{}, nil },
+		&river.PeriodicJobOpts{ID: Kind, RunOnStart: true})
+}
+
+// Timeout leaves the run its budget plus time to finish the last batch.
+func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.cfg.Budget + time.Minute }
+
+// Work runs retention once (River calls it).
+func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
+	res, err := w.Prune(ctx)
+	if err != nil {
+		return err
+	}
+	if res.Outbox > 0 || res.Deliveries > 0 {
+		w.log.Info("pruned old rows", "outbox", res.Outbox, "deliveries", res.Deliveries,
+			"attempts", res.Attempts, "incomplete", res.Incomplete)
+	}
+	return nil
+}
+
+// Prune deletes old rows, batch by batch, until none is left or the budget is
+// spent. Ages are measured against the database clock.
+func (w *Worker) Prune(ctx context.Context) (Result, error) {
+	var res Result
+	deadline := time.Now().Add(w.cfg.Budget)
+	var err error
+	res.Outbox, res.Incomplete, err = w.loop(ctx, deadline, "outbox", func() (int, int, error) {
+		var n int
+		err := w.pool.QueryRow(ctx, sqlPruneOutbox, w.cfg.OutboxAge, w.cfg.BatchSize).Scan(&n)
+		return n, 0, err
+	})
+	if err != nil || res.Incomplete {
+		return res, err
+	}
+	var attempts int
+	res.Deliveries, res.Incomplete, err = w.loop(ctx, deadline, "deliveries", func() (int, int, error) {
+		var n, a int
+		err := w.pool.QueryRow(ctx, sqlPruneDeliveries, w.cfg.DeliveriesAge, w.cfg.BatchSize).Scan(&n, &a)
+		attempts += a
+		return n, a, err
+	})
+	res.Attempts = attempts
+	return res, err
+}
+
+// loop runs one batch delete until it deletes less than a batch or the
+// deadline passes; it counts the rows in metrics as it goes.
+func (w *Worker) loop(ctx context.Context, deadline time.Time, table string, batch func() (int, int, error)) (total int, incomplete bool, err error) {
+	for {
+		n, attempts, err := batch()
+		if err != nil {
+			return total, false, fmt.Errorf("prune %s: %w", table, err)
+		}
+		total += n
+		if w.m != nil {
+			w.m.Pruned.WithLabelValues(table).Add(float64(n))
+			if attempts > 0 {
+				w.m.Pruned.WithLabelValues("delivery_attempts").Add(float64(attempts))
+			}
+		}
+		if n < w.cfg.BatchSize {
+			return total, false, nil
+		}
+		if time.Now().After(deadline) {
+			return total, true, nil
+		}
+	}
+}
+
+// The retention SQL, in one place. Each statement deletes at most one batch
+// ($2 rows) of rows older than the age $1, through the partial indexes
+// outbox_published_idx and deliveries_terminal_idx. The attempts of the
+// deleted deliveries are counted from the statement's snapshot, before the
+// cascade removes them.
+const (
+	sqlPruneOutbox = `
+WITH gone AS (
+    DELETE FROM hookrelay.outbox WHERE id IN (
+        SELECT id FROM hookrelay.outbox
+        WHERE published_at < now() - $1::interval
+        ORDER BY published_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1)
+SELECT count(*)::int FROM gone`
+
+	sqlPruneDeliveries = `
+WITH gone AS (
+    DELETE FROM hookrelay.deliveries WHERE id IN (
+        SELECT id FROM hookrelay.deliveries
+        WHERE status <> 'pending' AND updated_at < now() - $1::interval
+        ORDER BY updated_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+      AND status <> 'pending'
+    RETURNING id)
+SELECT (SELECT count(*)::int FROM gone),
+       (SELECT count(*)::int FROM hookrelay.delivery_attempts WHERE delivery_id IN (SELECT id FROM gone))`
+)

@@ -1,0 +1,316 @@
+package deliver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// Delivery statuses (hookrelay.deliveries.status).
+const (
+	statusPending   = "pending"
+	statusDelivered = "delivered"
+	statusFailed    = "failed"
+	statusSkipped   = "skipped"
+)
+
+// errAbandoned marks work dropped because the worker was killed.
+var errAbandoned = errors.New("worker killed; delivery abandoned")
+
+// target is what one stream entry needs: the delivery and its webhook.
+type target struct {
+	ID          uuid.UUID
+	WebhookID   uuid.UUID
+	Status      string
+	Attempts    int
+	MaxAttempts int
+	EventID     uuid.UUID
+	EventType   string
+	EventAt     time.Time
+	ProjectID   uuid.UUID
+	Payload     []byte
+	Due         bool
+
+	WebhookFound   bool
+	Active         bool
+	DisabledReason *string
+	URL            *string
+	Secret         *string
+	PrevSecret     *string
+	Headers        []byte
+}
+
+// job is one stream entry to process.
+type job struct {
+	msg redis.XMessage
+	id  uuid.UUID
+}
+
+// dispatch starts processing msgs, which hold n slots. It loads every
+// delivery of the batch in one query; slots not used are released.
+func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
+	jobs := make([]job, 0, len(msgs))
+	w.mu.Lock()
+	for _, m := range msgs {
+		if _, busy := w.inflight[m.ID]; busy {
+			continue // reclaimed from ourselves while still being processed
+		}
+		id, err := stream.DeliveryID(m)
+		if err != nil {
+			w.mu.Unlock()
+			w.moveToDead(ctx, m, "malformed entry: "+err.Error())
+			w.mu.Lock()
+			continue
+		}
+		w.inflight[m.ID] = struct{}{}
+		jobs = append(jobs, job{msg: m, id: id})
+	}
+	w.mu.Unlock()
+	w.release(n - len(jobs))
+	if len(jobs) == 0 {
+		return
+	}
+	targets, err := w.load(ctx, jobs)
+	if err != nil {
+		// The entries stay pending; the claim loop retries them after ClaimIdle
+		// and moves them aside if they keep failing.
+		if !w.isKilled() {
+			w.log.Error("load deliveries; entries left pending for reclaim", "entries", len(jobs), "err", err)
+		}
+		for _, j := range jobs {
+			w.done(j)
+		}
+		return
+	}
+	w.work.Add(len(jobs))
+	for _, j := range jobs {
+		go w.handle(ctx, j, targets[j.id])
+	}
+}
+
+// done releases a job's slot.
+func (w *Worker) done(j job) {
+	w.mu.Lock()
+	delete(w.inflight, j.msg.ID)
+	w.mu.Unlock()
+	w.release(1)
+}
+
+// load reads the deliveries and webhooks of a batch in one query.
+func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, error) {
+	ids := make([]uuid.UUID, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.id
+	}
+	rows, err := w.pool.Query(ctx, loadTargets, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
+	}
+	out := make(map[uuid.UUID]*target, len(ids))
+	for rows.Next() {
+		t := &target{}
+		if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
+			&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
+			&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecret, &t.Headers); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan delivery: %w", err)
+		}
+		out[t.ID] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// handle processes one entry in its own goroutine. A processing error leaves
+// the entry pending for the claim loop.
+func (w *Worker) handle(ctx context.Context, j job, t *target) {
+	defer w.work.Done()
+	defer w.done(j)
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("processing a delivery panicked; entry left pending for reclaim",
+				"delivery_id", j.id, "entry", j.msg.ID, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	if err := w.process(ctx, j, t); err != nil && !w.isKilled() {
+		w.log.Error("process delivery; entry left pending for reclaim",
+			"delivery_id", j.id, "entry", j.msg.ID, "err", err)
+	}
+}
+
+// process delivers one entry and acknowledges it once Postgres holds the outcome.
+func (w *Worker) process(ctx context.Context, j job, t *target) error {
+	switch {
+	case t == nil:
+		w.m.UnknownDeliveries.Inc()
+		w.log.Warn("stream entry names a delivery that does not exist; dropped (the reconciler owns recovery)",
+			"delivery_id", j.id, "entry", j.msg.ID)
+		return w.ack(ctx, j.msg.ID)
+	case t.Status != statusPending:
+		return w.ack(ctx, j.msg.ID) // a duplicate entry of a finished delivery
+	case !t.Due:
+		return w.ack(ctx, j.msg.ID) // its scheduled retry job will publish it when due
+	case !t.WebhookFound || !t.Active:
+		return w.finishUnsent(ctx, j, t, statusSkipped, skipReason(t))
+	}
+	maxAttempts := cmpPositive(t.MaxAttempts, w.cfg.MaxAttempts)
+	if t.Attempts >= maxAttempts {
+		return w.finishUnsent(ctx, j, t, statusFailed, "no attempts left")
+	}
+
+	body, err := Envelope{ID: t.EventID, Type: t.EventType, Timestamp: t.EventAt,
+		ProjectID: t.ProjectID, Data: t.Payload}.Encode()
+	if err != nil {
+		return err
+	}
+	secrets := []string{deref(t.Secret)}
+	if t.PrevSecret != nil && *t.PrevSecret != "" {
+		secrets = append(secrets, *t.PrevSecret)
+	}
+	res := w.sender.Send(ctx, httpsend.Request{
+		URL:        deref(t.URL),
+		DeliveryID: t.ID,
+		EventType:  t.EventType,
+		Body:       body,
+		Secrets:    secrets,
+		Headers:    headerMap(t.Headers),
+	})
+	if w.isKilled() {
+		return errAbandoned
+	}
+	if err := w.record(ctx, t, res); err != nil {
+		return err
+	}
+	return w.ack(ctx, j.msg.ID)
+}
+
+// finishUnsent ends a delivery without sending it, then acknowledges its entry.
+func (w *Worker) finishUnsent(ctx context.Context, j job, t *target, status, reason string) error {
+	tag, err := w.pool.Exec(ctx, finishUnsent, t.ID, status, reason)
+	if err != nil {
+		return fmt.Errorf("mark delivery %s: %w", status, err)
+	}
+	if tag.RowsAffected() == 1 {
+		w.m.Deliveries.WithLabelValues(status).Inc()
+		if status == statusFailed {
+			w.m.DeadLetters.Inc()
+		}
+	}
+	return w.ack(ctx, j.msg.ID)
+}
+
+func skipReason(t *target) string {
+	if !t.WebhookFound {
+		return "webhook deleted"
+	}
+	if t.DisabledReason != nil && *t.DisabledReason != "" {
+		return "webhook inactive: " + *t.DisabledReason
+	}
+	return "webhook inactive"
+}
+
+// ack acknowledges and deletes an entry in one round trip.
+func (w *Worker) ack(ctx context.Context, entryID string) error {
+	if w.isKilled() {
+		return errAbandoned
+	}
+	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, entryID)
+		p.XDel(ctx, w.cfg.Stream, entryID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack entry %s: %w", entryID, err)
+	}
+	return nil
+}
+
+// setAsidePoison moves claimed entries that have failed processing
+// PoisonAfter times to the dead stream and returns the others.
+func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]redis.XMessage, error) {
+	if len(msgs) == 0 {
+		return msgs, nil
+	}
+	cmds, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, m := range msgs {
+			p.XPendingExt(ctx, &redis.XPendingExtArgs{
+				Stream: w.cfg.Stream, Group: w.cfg.Group, Start: m.ID, End: m.ID, Count: 1,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read delivery counts: %w", err)
+	}
+	keep := msgs[:0]
+	for i, m := range msgs {
+		pend, _ := cmds[i].(*redis.XPendingExtCmd).Result()
+		// The count includes the claim that just happened.
+		if len(pend) == 1 && pend[0].RetryCount > int64(w.cfg.PoisonAfter) {
+			w.moveToDead(ctx, m, fmt.Sprintf("processing failed %d times", pend[0].RetryCount-1))
+			continue
+		}
+		keep = append(keep, m)
+	}
+	return keep, nil
+}
+
+// moveToDead copies an entry to the dead stream with the reason, then
+// acknowledges and deletes it, atomically.
+func (w *Worker) moveToDead(ctx context.Context, m redis.XMessage, reason string) {
+	values := []any{"entry_id", m.ID, "reason", reason, "consumer", w.cfg.Consumer}
+	if v, ok := m.Values[stream.Field].(string); ok {
+		values = append(values, stream.Field, v)
+	}
+	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: DeadStream(w.cfg.Stream), Values: values})
+		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, m.ID)
+		p.XDel(ctx, w.cfg.Stream, m.ID)
+		return nil
+	})
+	if err != nil {
+		w.log.Error("move poison entry aside; it stays pending", "entry", m.ID, "err", err)
+		return
+	}
+	w.m.PoisonEntries.Inc()
+	w.log.Warn("poison entry moved to the dead stream", "entry", m.ID, "dead_stream", DeadStream(w.cfg.Stream), "reason", reason)
+}
+
+// headerMap decodes a webhook's custom headers; values that are not strings
+// are sent as their JSON text.
+func headerMap(raw []byte) map[string]string {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			s = string(v)
+		}
+		out[k] = s
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

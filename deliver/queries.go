@@ -1,0 +1,69 @@
+package deliver
+
+// The package's SQL, in one place.
+
+// loadTargets reads, for every delivery id of one stream read, the delivery
+// and its webhook (NULL columns when the webhook was deleted). due is false
+// while a scheduled retry is still in the future (its River job owns it).
+// previous_secret is only returned while its grace period lasts.
+const loadTargets = `
+SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
+       d.event_id, d.event_type, d.event_created_at, d.project_id, d.payload,
+       (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()) AS due,
+       w.id IS NOT NULL AS webhook_found,
+       coalesce(w.is_active, false), w.disabled_reason, w.url, w.secret,
+       CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END,
+       w.headers
+FROM hookrelay.deliveries d
+LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
+WHERE d.id = ANY($1)`
+
+// finishUnsent ends a pending delivery without an HTTP attempt (skipped, or
+// failed with no attempts left).
+const finishUnsent = `
+UPDATE hookrelay.deliveries
+SET status = $2, last_error = $3, next_attempt_at = NULL, updated_at = now()
+WHERE id = $1 AND status = 'pending'`
+
+// lockDelivery locks the delivery row for recording an attempt.
+const lockDelivery = `
+SELECT status, attempts, max_attempts FROM hookrelay.deliveries WHERE id = $1 FOR UPDATE`
+
+// updateDelivery records the outcome of an attempt on the delivery row.
+// delivered_at is set when the delivery becomes delivered, and kept otherwise.
+const updateDelivery = `
+UPDATE hookrelay.deliveries
+SET attempts = $2,
+    status = $3,
+    next_attempt_at = $4,
+    last_attempt_at = $5,
+    last_response_status = $6,
+    last_error = $7,
+    delivered_at = CASE WHEN $3 = 'delivered' AND status <> 'delivered' THEN now() ELSE delivered_at END,
+    updated_at = now()
+WHERE id = $1`
+
+// insertAttempt writes the audit row of one HTTP attempt.
+const insertAttempt = `
+INSERT INTO hookrelay.delivery_attempts
+    (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+
+// deactivateWebhook turns a webhook off after its endpoint answered 410 Gone.
+const deactivateWebhook = `
+UPDATE hookrelay.webhooks
+SET is_active = false, disabled_reason = $2, updated_at = now()
+WHERE id = $1 AND is_active`
+
+// lockForReplay locks a delivery of one project's webhook for a replay.
+const lockForReplay = `
+SELECT status FROM hookrelay.deliveries
+WHERE id = $1 AND project_id = $2 AND webhook_id = $3
+FOR UPDATE`
+
+// rearm gives a terminal delivery one more attempt.
+const rearm = `
+UPDATE hookrelay.deliveries
+SET status = 'pending', max_attempts = attempts + 1, next_attempt_at = NULL,
+    delivered_at = NULL, updated_at = now()
+WHERE id = $1`

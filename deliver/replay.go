@@ -1,0 +1,58 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// Errors returned by Replay. Compare with errors.Is.
+var (
+	// ErrNotFound: no such delivery for that project's webhook.
+	ErrNotFound = errors.New("delivery not found")
+	// ErrNotReplayable: the delivery is still pending (its attempts are not
+	// over), so there is nothing to replay.
+	ErrNotReplayable = errors.New("delivery is still pending")
+)
+
+// Replay gives a finished delivery (delivered, failed or skipped) one more
+// attempt: it becomes pending with max_attempts = attempts + 1 and is put on
+// the stream at once. If publishing fails, the delivery stays pending in
+// Postgres (the reconciler puts it back on the stream) and the error says so.
+func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, projectID, webhookID, deliveryID uuid.UUID) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, lockForReplay, deliveryID, projectID, webhookID).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock delivery: %w", err)
+		}
+		if status == statusPending {
+			return ErrNotReplayable
+		}
+		if _, err := tx.Exec(ctx, rearm, deliveryID); err != nil {
+			return fmt.Errorf("rearm delivery: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay delivery %s: %w", deliveryID, err)
+	}
+	return publish(ctx, rdb, stream, deliveryID)
+}
+
+func publish(ctx context.Context, rdb redis.UniversalClient, key string, id uuid.UUID) error {
+	if err := stream.Publish(ctx, rdb, key, []uuid.UUID{id}); err != nil {
+		return fmt.Errorf("replay delivery %s: pending in Postgres, not yet on the stream: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// riverSchema is where River's tables live (migrated with hookrelay's own).
+const riverSchema = "hookrelay"
+
+// RetryKind is the River job kind of RetryArgs.
+const RetryKind = "hookrelay.retry"
+
+// RetryArgs is the River job that puts a delivery back on the stream when its
+// retry is due. The worker inserts it in the same transaction that records the
+// failed attempt, so a scheduled retry survives any restart.
+type RetryArgs struct {
+	DeliveryID uuid.UUID `json:"delivery_id"`
+}
+
+// Kind implements river.JobArgs.
+func (RetryArgs) Kind() string { return RetryKind }
+
+// Hooks implements river.JobArgsWithHooks: retry jobs are inserted as
+// available with their future scheduled_at, so that a producer fetches them
+// as soon as they are due (River's fetch query honours scheduled_at) instead
+// of waiting for the leader's scheduler, which runs only every 5 seconds.
+func (RetryArgs) Hooks() []rivertype.Hook {
+	return []rivertype.Hook{river.HookInsertBeginFunc(func(_ context.Context, p *rivertype.JobInsertParams) error {
+		if p.State == rivertype.JobStateScheduled {
+			p.State = rivertype.JobStateAvailable
+		}
+		return nil
+	})}
+}
+
+// retryWorker publishes a due delivery id back onto the stream. It returns an
+// error when Redis is unavailable, so River retries it.
+type retryWorker struct {
+	river.WorkerDefaults[RetryArgs]
+	rdb    redis.UniversalClient
+	stream string
+}
+
+func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error {
+	if err := stream.Publish(ctx, r.rdb, r.stream, []uuid.UUID{job.Args.DeliveryID}); err != nil {
+		return fmt.Errorf("republish delivery %s: %w", job.Args.DeliveryID, err)
+	}
+	return nil
+}
+
+// Timeout bounds one publish.
+func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 * time.Second }
+
+// SchedulerConfig tunes a Scheduler.
+type SchedulerConfig struct {
+	// Stream is where due retries are published.
+	Stream string
+	// FetchPollInterval is how often River looks for due jobs; it bounds how
+	// late a retry runs. Default 1s (small in tests).
+	FetchPollInterval time.Duration
+	// MaxWorkers is how many jobs run at once. Default 20.
+	MaxWorkers int
+}
+
+type schedulerOptions struct {
+	register []func(*river.Workers) error
+	periodic []*river.PeriodicJob
+}
+
+// SchedulerOption adds to what a Scheduler runs.
+type SchedulerOption func(*schedulerOptions)
+
+// WithJobs registers more job workers (register adds them to River's bundle)
+// and periodic jobs, which River runs on its elected leader only.
+func WithJobs(register func(*river.Workers) error, periodic ...*river.PeriodicJob) SchedulerOption {
+	return func(o *schedulerOptions) {
+		if register != nil {
+			o.register = append(o.register, register)
+		}
+		o.periodic = append(o.periodic, periodic...)
+	}
+}
+
+// Scheduler runs hookrelay's River client: it works retry jobs (and any jobs
+// added with WithJobs) and, when elected leader, runs the periodic jobs.
+//
+// Scheduler implements service.Service.
+type Scheduler struct {
+	client *river.Client[pgx.Tx]
+
+	mu      sync.Mutex
+	started bool
+}
+
+// NewScheduler builds the River client; Start runs it.
+func NewScheduler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg SchedulerConfig, log *slog.Logger, opts ...SchedulerOption) (*Scheduler, error) {
+	if pool == nil || rdb == nil {
+		return nil, errors.New("deliver: NewScheduler needs a pool and a Redis client")
+	}
+	if cfg.Stream == "" {
+		return nil, errors.New("deliver: SchedulerConfig.Stream is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var o schedulerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: cfg.Stream}); err != nil {
+		return nil, fmt.Errorf("register retry worker: %w", err)
+	}
+	for _, register := range o.register {
+		if err := register(workers); err != nil {
+			return nil, fmt.Errorf("register job workers: %w", err)
+		}
+	}
+	poll := cmpPositive(cfg.FetchPollInterval, time.Second)
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:            riverSchema,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmpPositive(cfg.MaxWorkers, 20)}},
+		Workers:           workers,
+		PeriodicJobs:      o.periodic,
+		FetchPollInterval: poll,
+		FetchCooldown:     min(poll, river.FetchCooldownDefault),
+		Logger:            log.With("service", "scheduler"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return &Scheduler{client: client}, nil
+}
+
+// Client is the River client; give it to NewWorker so that retry jobs are
+// inserted in the worker's recording transactions.
+func (s *Scheduler) Client() *river.Client[pgx.Tx] { return s.client }
+
+// Name implements service.Service.
+func (s *Scheduler) Name() string { return "scheduler" }
+
+// Start starts working jobs. The client outlives ctx; Stop ends it.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start river: %w", err)
+	}
+	s.started = true
+	return nil
+}
+
+// Stop stops fetching jobs and waits for running ones until ctx ends.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil
+	}
+	s.started = false
+	if err := s.client.Stop(ctx); err != nil {
+		return fmt.Errorf("stop river: %w", err)
+	}
+	return nil
+}

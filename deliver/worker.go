@@ -1,0 +1,376 @@
+package deliver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/metrics"
+)
+
+// Defaults applied by NewWorker to zero Config fields.
+const (
+	DefaultConcurrency = 32
+	DefaultClaimIdle   = time.Minute
+	DefaultMaxAttempts = 6
+	DefaultPoisonAfter = 5
+)
+
+// readBlock bounds how long one XREADGROUP waits for entries, and so how long
+// Stop waits for the read loop to notice it.
+const readBlock = 500 * time.Millisecond
+
+// maxBackoff caps the wait between attempts to reach an unavailable Redis.
+const maxBackoff = 5 * time.Second
+
+// Config tunes a Worker. Zero fields take the defaults above.
+type Config struct {
+	Stream, Group string
+	// Consumer names this worker in the consumer group; it must be unique
+	// among live workers. Default: hostname-pid-random.
+	Consumer string
+	// Concurrency is the most deliveries in flight at once.
+	Concurrency int
+	// ClaimIdle is how long an entry must sit unacknowledged on another
+	// consumer before this worker reclaims it (XAUTOCLAIM min idle). It must
+	// exceed the HTTP timeout plus a margin, or slow deliveries are duplicated;
+	// start-up configuration checks that.
+	ClaimIdle time.Duration
+	// RetrySchedule holds the delays before attempts 2..n; its last delay
+	// repeats. Default: 1m, 5m, 15m, 1h, 4h (the documented default).
+	RetrySchedule []time.Duration
+	// MaxAttempts is only a default: each delivery carries its own max_attempts.
+	MaxAttempts int
+	// PoisonAfter is how many times an entry may fail processing (not the HTTP
+	// call: loading or recording it) before it is moved to "<Stream>:dead".
+	PoisonAfter int
+	// Send configures the HTTP sender.
+	Send httpsend.Config
+}
+
+func (c *Config) setDefaults() error {
+	if c.Stream == "" || c.Group == "" {
+		return errors.New("deliver: Config.Stream and Config.Group are required")
+	}
+	if c.Consumer == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.Consumer = fmt.Sprintf("%s-%d-%s", cmpOr(host, "worker"), os.Getpid(), hex.EncodeToString(b))
+	}
+	c.Concurrency = cmpPositive(c.Concurrency, DefaultConcurrency)
+	c.ClaimIdle = cmpPositive(c.ClaimIdle, DefaultClaimIdle)
+	c.MaxAttempts = cmpPositive(c.MaxAttempts, DefaultMaxAttempts)
+	c.PoisonAfter = cmpPositive(c.PoisonAfter, DefaultPoisonAfter)
+	if len(c.RetrySchedule) == 0 {
+		c.RetrySchedule = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 4 * time.Hour}
+	}
+	return nil
+}
+
+// DeadStream is the stream that receives entries moved aside as poison.
+func DeadStream(stream string) string { return stream + ":dead" }
+
+// Worker consumes the delivery stream: it delivers each entry's webhook,
+// records the attempt and its outcome in Postgres (scheduling a River retry job
+// in the same transaction when the attempt failed) and only then acknowledges
+// and deletes the entry. Entries it never finishes stay pending in the consumer
+// group, where another worker reclaims them after Config.ClaimIdle.
+//
+// Worker implements service.Service.
+type Worker struct {
+	pool   *pgxpool.Pool
+	rdb    redis.UniversalClient
+	jobs   *river.Client[pgx.Tx]
+	cfg    Config
+	m      *metrics.Metrics
+	log    *slog.Logger
+	sender *httpsend.Sender
+
+	slots chan struct{} // one token per delivery that may be in flight
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // stream entry ids being processed here
+	stop     context.CancelFunc  // stops the read and claim loops
+	abandon  context.CancelFunc  // cancels in-flight deliveries (hard stop)
+	killed   bool                // in-flight deliveries must neither record nor ack
+	loops    sync.WaitGroup
+	work     sync.WaitGroup
+}
+
+// NewWorker returns a Worker; Start runs it. jobs is the River client that
+// retry jobs are inserted with (Scheduler.Client).
+func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client[pgx.Tx], cfg Config, m *metrics.Metrics, log *slog.Logger) (*Worker, error) {
+	if pool == nil || rdb == nil || jobs == nil || m == nil {
+		return nil, errors.New("deliver: NewWorker needs a pool, a Redis client, a River client and metrics")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		pool:     pool,
+		rdb:      rdb,
+		jobs:     jobs,
+		cfg:      cfg,
+		m:        m,
+		log:      log.With("service", "worker", "consumer", cfg.Consumer),
+		sender:   httpsend.New(cfg.Send),
+		slots:    make(chan struct{}, cfg.Concurrency),
+		inflight: make(map[string]struct{}),
+	}
+	for range cfg.Concurrency {
+		w.slots <- struct{}{}
+	}
+	return w, nil
+}
+
+// Name implements service.Service.
+func (w *Worker) Name() string { return "worker" }
+
+// Start joins the consumer group (creating the stream and group if needed)
+// and starts reading. Redis being unavailable does not fail Start: the loops
+// keep retrying.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stop != nil {
+		return errors.New("deliver: worker already started")
+	}
+	if err := w.ensureGroup(ctx); err != nil {
+		w.log.Warn("cannot join consumer group yet; will retry", "err", err)
+	}
+	// The loops outlive the start context; Stop ends them.
+	base := context.WithoutCancel(ctx)
+	loopCtx, stop := context.WithCancel(base)
+	workCtx, abandon := context.WithCancel(base)
+	w.stop, w.abandon = stop, abandon
+	w.loops.Add(2)
+	go w.readLoop(loopCtx, workCtx)
+	go w.claimLoop(loopCtx, workCtx)
+	return nil
+}
+
+// Stop stops reading, waits for the deliveries in flight to finish and
+// returns. If ctx ends first, the unfinished deliveries are abandoned: their
+// entries stay pending in the consumer group for another worker.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	stop, abandon := w.stop, w.abandon
+	w.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	stop()
+	done := make(chan struct{})
+	go func() {
+		w.loops.Wait()
+		w.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		abandon()
+		w.sender.Close()
+		return nil
+	case <-ctx.Done():
+		w.kill()
+		return fmt.Errorf("stop worker: in-flight deliveries abandoned: %w", ctx.Err())
+	}
+}
+
+// kill stops the worker at once, as a crash would: in-flight deliveries are
+// cancelled and neither recorded nor acknowledged.
+func (w *Worker) kill() {
+	w.mu.Lock()
+	w.killed = true
+	stop, abandon := w.stop, w.abandon
+	w.mu.Unlock()
+	if stop != nil {
+		stop()
+		abandon()
+	}
+}
+
+func (w *Worker) isKilled() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.killed
+}
+
+// ensureGroup creates the stream and the consumer group if they are missing.
+func (w *Worker) ensureGroup(ctx context.Context) error {
+	err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, w.cfg.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create consumer group %s on %s: %w", w.cfg.Group, w.cfg.Stream, err)
+	}
+	return nil
+}
+
+// readLoop reads new entries for as many deliveries as there are free slots.
+func (w *Worker) readLoop(ctx, workCtx context.Context) {
+	defer w.loops.Done()
+	var failures int
+	for {
+		n := w.acquire(ctx)
+		if n == 0 {
+			return
+		}
+		streams, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group:    w.cfg.Group,
+			Consumer: w.cfg.Consumer,
+			Streams:  []string{w.cfg.Stream, ">"},
+			Count:    int64(n),
+			Block:    readBlock,
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			w.release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			w.redisTrouble(ctx, "read stream", err, failures)
+			continue
+		}
+		failures = 0
+		var msgs []redis.XMessage
+		for _, s := range streams {
+			msgs = append(msgs, s.Messages...)
+		}
+		w.dispatch(workCtx, msgs, n)
+	}
+}
+
+// claimLoop reclaims entries left pending by dead consumers (and by this one,
+// after a processing error) once they have been idle for ClaimIdle, and moves
+// entries that keep failing to the dead stream.
+func (w *Worker) claimLoop(ctx, workCtx context.Context) {
+	defer w.loops.Done()
+	interval := min(max(w.cfg.ClaimIdle/2, 50*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var failures int
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.claimAll(ctx, workCtx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			w.redisTrouble(ctx, "reclaim entries", err, failures)
+			continue
+		}
+		failures = 0
+	}
+}
+
+// claimAll walks the group's pending entries with XAUTOCLAIM until every idle
+// one has been claimed.
+func (w *Worker) claimAll(ctx, workCtx context.Context) error {
+	start := "0-0"
+	for {
+		n := w.acquire(ctx)
+		if n == 0 {
+			return nil
+		}
+		msgs, next, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream:   w.cfg.Stream,
+			Group:    w.cfg.Group,
+			Consumer: w.cfg.Consumer,
+			MinIdle:  w.cfg.ClaimIdle,
+			Start:    start,
+			Count:    int64(n),
+		}).Result()
+		if err != nil {
+			w.release(n)
+			return fmt.Errorf("xautoclaim: %w", err)
+		}
+		msgs, err = w.setAsidePoison(ctx, msgs)
+		if err != nil {
+			w.release(n)
+			return err
+		}
+		w.dispatch(workCtx, msgs, n)
+		if next == "0-0" || next == "" {
+			return nil
+		}
+		start = next
+	}
+}
+
+// redisTrouble handles a failed stream command: it recreates the group when
+// Redis lost it (NOGROUP, after a restart) and otherwise backs off.
+func (w *Worker) redisTrouble(ctx context.Context, what string, err error, failures int) {
+	if strings.Contains(err.Error(), "NOGROUP") {
+		w.log.Warn("consumer group missing (Redis restarted or flushed?); recreating it", "op", what)
+		if err := w.ensureGroup(ctx); err == nil {
+			return
+		}
+	}
+	wait := min(time.Duration(1<<min(failures, 8))*50*time.Millisecond, maxBackoff)
+	if failures == 1 || failures%20 == 0 {
+		w.log.Warn("Redis unavailable; backing off", "op", what, "err", err, "failures", failures, "wait", wait)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+	}
+}
+
+// acquire waits for at least one free slot and takes every free slot, up to
+// Concurrency. It returns 0 when ctx ends.
+func (w *Worker) acquire(ctx context.Context) int {
+	select {
+	case <-ctx.Done():
+		return 0
+	case <-w.slots:
+	}
+	n := 1
+	for {
+		select {
+		case <-w.slots:
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+func (w *Worker) release(n int) {
+	for range n {
+		w.slots <- struct{}{}
+	}
+}
+
+func cmpPositive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func cmpOr(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}

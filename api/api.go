@@ -1,0 +1,223 @@
+// Package api serves hookrelay's JSON management API: webhooks of a project,
+// their delivery history and replays, the example config-deploy endpoint that
+// emits config.deployed in the deploying transaction, and the health and
+// metrics endpoints.
+//
+// Every project-scoped route lives under /api/projects/{project_id}; a project
+// only ever sees its own rows, and another project's webhook is a 404. Every
+// error is a JSON object {"error": {"code": ..., "message": ...}} whose
+// message names the field at fault, and a refused request changes nothing.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/metrics"
+)
+
+// Config is the API's configuration; cmd/hookrelay fills it from config.Config.
+type Config struct {
+	// Token, when set, is required as "Authorization: Bearer <token>" on every
+	// route but /healthz and /readyz (HOOKRELAY_API_TOKEN).
+	Token string
+	// AllowPrivate lets webhook URLs and test sends point at loopback and
+	// private addresses (HOOKRELAY_ALLOW_PRIVATE_NETWORKS). It overrides
+	// Send.AllowPrivate.
+	AllowPrivate bool
+	// SecretGrace is how long the previous secret keeps signing after
+	// regenerate-secret (HOOKRELAY_SECRET_GRACE).
+	SecretGrace time.Duration
+	// EventTypes are the event types a webhook may subscribe to besides "*"
+	// (HOOKRELAY_EVENT_TYPES).
+	EventTypes []string
+	// Stream is the Redis stream key replays are put on (HOOKRELAY_STREAM).
+	Stream string
+	// Send configures the sender of POST /webhooks/{id}/test, which signs and
+	// sends exactly as the worker does.
+	Send httpsend.Config
+}
+
+// app holds the API's dependencies; its methods are the route handlers.
+type app struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	rdb      redis.UniversalClient
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	sender   *httpsend.Sender
+	validate validator
+}
+
+// projectPath is the prefix of every project-scoped route.
+const projectPath = "/api/projects/{project_id}"
+
+// New returns the API's handler. m may be nil (a private registry is used)
+// and so may log (nothing is logged).
+func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	if m == nil {
+		m = metrics.New()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	send := cfg.Send
+	send.AllowPrivate = cfg.AllowPrivate
+	a := &app{
+		cfg:      cfg,
+		pool:     pool,
+		rdb:      rdb,
+		metrics:  m,
+		log:      log,
+		sender:   httpsend.New(send),
+		validate: newValidator(cfg.AllowPrivate, cfg.EventTypes, send.HeaderPrefix),
+	}
+
+	mux := http.NewServeMux()
+	routes := map[string]handlerFunc{
+		"GET /webhooks":                                      a.listWebhooks,
+		"POST /webhooks":                                     a.createWebhook,
+		"GET /webhooks/{id}":                                 a.getWebhook,
+		"PATCH /webhooks/{id}":                               a.patchWebhook,
+		"DELETE /webhooks/{id}":                              a.deleteWebhook,
+		"POST /webhooks/{id}/regenerate-secret":              a.regenerateSecret,
+		"POST /webhooks/{id}/test":                           a.testWebhook,
+		"GET /webhooks/{id}/deliveries":                      a.listDeliveries,
+		"GET /webhooks/{id}/deliveries/{delivery_id}":        a.getDelivery,
+		"POST /webhooks/{id}/deliveries/{delivery_id}/retry": a.retryDelivery,
+		"POST /configs/deploy":                               a.deployConfig,
+	}
+	for route, h := range routes {
+		method, path, _ := strings.Cut(route, " ")
+		mux.Handle(method+" "+projectPath+path, a.wrap(h))
+	}
+	mux.Handle("GET /healthz", a.wrap(a.healthz))
+	mux.Handle("GET /readyz", a.wrap(a.readyz))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	return a.middleware(mux)
+}
+
+// openRoutes need no token: orchestrators probe them.
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
+
+// middleware counts requests by route and status, recovers panics as 500s,
+// checks the token and turns the mux's own 404 and 405 into JSON errors.
+func (a *app) middleware(mux *http.ServeMux) http.Handler {
+	var want [sha256.Size]byte
+	if a.cfg.Token != "" {
+		want = sha256.Sum256([]byte("Bearer " + a.cfg.Token))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h, pattern := mux.Handler(r)
+		route := pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.log.ErrorContext(r.Context(), "api handler panicked", "route", route, "panic", p)
+				if sw.status == 0 {
+					writeError(sw, &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"})
+				}
+			}
+			a.metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code())).Inc()
+		}()
+		if a.cfg.Token != "" && !openRoutes[r.URL.Path] {
+			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				sw.Header().Set("WWW-Authenticate", `Bearer realm="hookrelay"`)
+				writeError(sw, &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized,
+					Message: "Authorization: a valid bearer token is required"})
+				return
+			}
+		}
+		if pattern == "" {
+			unmatched(sw, r, h)
+			return
+		}
+		mux.ServeHTTP(sw, r)
+	})
+}
+
+// unmatched runs the mux's handler for a request no route matched (404, 405
+// or a redirect to the clean path) and rewrites its error as JSON.
+func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
+			Message: r.Method + " is not allowed on " + r.URL.Path})
+	case http.StatusNotFound, 0:
+		writeError(w, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
+	default:
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+	}
+}
+
+// headerRecorder keeps a handler's status and headers and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}

@@ -1,0 +1,241 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Page sizes of the delivery list.
+const (
+	defaultDeliveryLimit = 50
+	maxDeliveryLimit     = 100
+)
+
+// deliveryStatuses are the values of the status filter.
+var deliveryStatuses = map[string]bool{"pending": true, "delivered": true, "failed": true, "skipped": true}
+
+// delivery is a delivery as the API shows it. Attempts is a count; the
+// detail (GET .../deliveries/{delivery_id}) adds Payload, the event as the
+// delivery stored it, and AttemptLog ("attempt_log"), the list of its HTTP
+// attempts oldest first; DESIGN.md calls that list "the list of attempts" and
+// the name attempt_log keeps it apart from the attempts count.
+type delivery struct {
+	ID                 uuid.UUID  `json:"id"`
+	EventID            uuid.UUID  `json:"event_id"`
+	EventType          string     `json:"event_type"`
+	Status             string     `json:"status"`
+	Attempts           int        `json:"attempts"`
+	MaxAttempts        int        `json:"max_attempts"`
+	CreatedAt          time.Time  `json:"created_at"`
+	DeliveredAt        *time.Time `json:"delivered_at"`
+	NextAttemptAt      *time.Time `json:"next_attempt_at"`
+	LastResponseStatus *int       `json:"last_response_status"`
+	LastError          *string    `json:"last_error"`
+
+	Payload    json.RawMessage `json:"payload,omitzero"`
+	AttemptLog []attempt       `json:"attempt_log,omitzero"`
+}
+
+// attempt is one HTTP attempt of a delivery, the audit row.
+type attempt struct {
+	Attempt      int       `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   float64   `json:"duration_ms"`
+	StatusCode   *int      `json:"status_code"`
+	Error        *string   `json:"error"`
+	ResponseBody *string   `json:"response_body"`
+}
+
+const deliveryColumns = `id, event_id, event_type, status, attempts, max_attempts, created_at,
+	delivered_at, next_attempt_at, last_response_status, last_error`
+
+func scanDelivery(row pgx.Row, extra ...any) (delivery, error) {
+	var d delivery
+	dest := append([]any{&d.ID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &d.MaxAttempts, &d.CreatedAt,
+		&d.DeliveredAt, &d.NextAttemptAt, &d.LastResponseStatus, &d.LastError}, extra...)
+	return d, row.Scan(dest...)
+}
+
+// cursor is a position in a webhook's delivery list, newest first: the list
+// continues with deliveries strictly older than (CreatedAt, ID). Keyset
+// pagination keeps pages stable while new deliveries arrive.
+type cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// encode makes the opaque cursor string: base64url of "<unix µs>.<id>".
+func (c cursor) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID.String()))
+}
+
+func parseCursor(s string) (cursor, error) {
+	bad := invalid("cursor", "is not a cursor returned by this API")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return cursor{}, bad
+	}
+	ts, id, ok := strings.Cut(string(b), ".")
+	if !ok {
+		return cursor{}, bad
+	}
+	micros, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return cursor{}, bad
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return cursor{}, bad
+	}
+	return cursor{CreatedAt: time.UnixMicro(micros), ID: u}, nil
+}
+
+// deliveryQuery is the parsed query string of the delivery list.
+type deliveryQuery struct {
+	status *string
+	limit  int
+	after  *cursor
+}
+
+func parseDeliveryQuery(r *http.Request) (deliveryQuery, error) {
+	q := deliveryQuery{limit: defaultDeliveryLimit}
+	v := r.URL.Query()
+	if s := v.Get("status"); s != "" {
+		if !deliveryStatuses[s] {
+			return q, invalid("status", "must be one of pending, delivered, failed, skipped")
+		}
+		q.status = &s
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxDeliveryLimit {
+			return q, invalid("limit", "must be an integer from 1 to %d", maxDeliveryLimit)
+		}
+		q.limit = n
+	}
+	if s := v.Get("cursor"); s != "" {
+		c, err := parseCursor(s)
+		if err != nil {
+			return q, err
+		}
+		q.after = &c
+	}
+	return q, nil
+}
+
+// listDeliveries returns a page of the webhook's deliveries, newest first,
+// and the cursor of the next page (null on the last one).
+func (a *app) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	project, id, err := projectWebhook(r)
+	if err != nil {
+		return err
+	}
+	q, err := parseDeliveryQuery(r)
+	if err != nil {
+		return err
+	}
+	if _, err := loadWebhook(r.Context(), a.pool, project, id, false); err != nil {
+		return err
+	}
+	var afterTime *time.Time
+	var afterID *uuid.UUID
+	if q.after != nil {
+		afterTime, afterID = &q.after.CreatedAt, &q.after.ID
+	}
+	rows, err := a.pool.Query(r.Context(), `SELECT `+deliveryColumns+` FROM hookrelay.deliveries
+		WHERE webhook_id = $1 AND project_id = $2
+		  AND ($3::text IS NULL OR status = $3)
+		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+		ORDER BY created_at DESC, id DESC
+		LIMIT $6`, id, project, q.status, afterTime, afterID, q.limit+1)
+	if err != nil {
+		return fmt.Errorf("list deliveries of webhook %s: %w", id, err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (delivery, error) { return scanDelivery(row) })
+	if err != nil {
+		return fmt.Errorf("list deliveries of webhook %s: %w", id, err)
+	}
+	var next *string
+	if len(list) > q.limit {
+		list = list[:q.limit]
+		last := list[len(list)-1]
+		s := cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+		next = &s
+	}
+	if list == nil {
+		list = []delivery{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Deliveries []delivery `json:"deliveries"`
+		NextCursor *string    `json:"next_cursor"`
+	}{list, next})
+	return nil
+}
+
+// deliveryPath parses project_id, id and delivery_id.
+func deliveryPath(r *http.Request) (project, webhookID, deliveryID uuid.UUID, err error) {
+	if project, webhookID, err = projectWebhook(r); err != nil {
+		return
+	}
+	deliveryID, err = pathUUID(r, "delivery_id")
+	return
+}
+
+// loadDelivery reads one delivery of the project's webhook, with its payload
+// and attempts when detail is set.
+func (a *app) loadDelivery(ctx context.Context, project, webhookID, deliveryID uuid.UUID, detail bool) (delivery, error) {
+	var payload json.RawMessage
+	d, err := scanDelivery(a.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, payload FROM hookrelay.deliveries
+		WHERE id = $1 AND webhook_id = $2 AND project_id = $3`, deliveryID, webhookID, project), &payload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return delivery{}, notFound("delivery")
+	}
+	if err != nil {
+		return delivery{}, fmt.Errorf("load delivery %s: %w", deliveryID, err)
+	}
+	if !detail {
+		return d, nil
+	}
+	d.Payload = payload
+	rows, err := a.pool.Query(ctx, `SELECT attempt, started_at, duration_ms, status_code, error, response_body
+		FROM hookrelay.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt`, deliveryID)
+	if err != nil {
+		return delivery{}, fmt.Errorf("load attempts of delivery %s: %w", deliveryID, err)
+	}
+	d.AttemptLog, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (attempt, error) {
+		var at attempt
+		err := row.Scan(&at.Attempt, &at.StartedAt, &at.DurationMS, &at.StatusCode, &at.Error, &at.ResponseBody)
+		return at, err
+	})
+	if err != nil {
+		return delivery{}, fmt.Errorf("load attempts of delivery %s: %w", deliveryID, err)
+	}
+	if d.AttemptLog == nil {
+		d.AttemptLog = []attempt{}
+	}
+	return d, nil
+}
+
+// getDelivery returns one delivery with its payload and attempt_log.
+func (a *app) getDelivery(w http.ResponseWriter, r *http.Request) error {
+	project, webhookID, deliveryID, err := deliveryPath(r)
+	if err != nil {
+		return err
+	}
+	d, err := a.loadDelivery(r.Context(), project, webhookID, deliveryID, true)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}

@@ -1,0 +1,278 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookrelay/hookrelay/signature"
+)
+
+// webhook is a webhook as the API shows it. Secret is set only in the
+// responses of create and regenerate-secret.
+type webhook struct {
+	ID              uuid.UUID       `json:"id"`
+	Name            string          `json:"name"`
+	URL             string          `json:"url"`
+	EventTypes      []string        `json:"event_types"`
+	ApplicationID   *uuid.UUID      `json:"application_id"`
+	EnvironmentName *string         `json:"environment_name"`
+	Headers         json.RawMessage `json:"headers"` // as stored
+	IsActive        bool            `json:"is_active"`
+	Description     string          `json:"description"`
+	CreatedAt       time.Time       `json:"created_at"`
+	UpdatedAt       time.Time       `json:"updated_at"`
+	Secret          string          `json:"secret,omitempty"`
+}
+
+// webhookColumns are the columns scanWebhook reads, in order. The secret is
+// not among them: only create and regenerate return it, from Go.
+const webhookColumns = `id, name, url, event_types, application_id, environment_name,
+	headers, is_active, description, created_at, updated_at`
+
+func scanWebhook(row pgx.Row) (webhook, error) {
+	var w webhook
+	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.EventTypes, &w.ApplicationID, &w.EnvironmentName,
+		&w.Headers, &w.IsActive, &w.Description, &w.CreatedAt, &w.UpdatedAt)
+	return w, err
+}
+
+// fields returns the user-settable part of w, for PATCH.
+func (w webhook) fields() (webhookFields, error) {
+	f := webhookFields{
+		Name: w.Name, URL: w.URL, EventTypes: w.EventTypes, ApplicationID: w.ApplicationID,
+		EnvironmentName: w.EnvironmentName, IsActive: w.IsActive, Description: w.Description,
+	}
+	if err := json.Unmarshal(w.Headers, &f.Headers); err != nil {
+		return f, fmt.Errorf("decode stored headers of webhook %s: %w", w.ID, err)
+	}
+	return f, nil
+}
+
+// headersJSON encodes custom headers for the jsonb column, never as null.
+func headersJSON(h map[string]string) ([]byte, error) {
+	if h == nil {
+		h = map[string]string{}
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode headers: %w", err)
+	}
+	return b, nil
+}
+
+// projectWebhook parses the project_id and id path values.
+func projectWebhook(r *http.Request) (project, id uuid.UUID, err error) {
+	if project, err = pathUUID(r, "project_id"); err != nil {
+		return
+	}
+	id, err = pathUUID(r, "id")
+	return
+}
+
+func (a *app) listWebhooks(w http.ResponseWriter, r *http.Request) error {
+	project, err := pathUUID(r, "project_id")
+	if err != nil {
+		return err
+	}
+	rows, err := a.pool.Query(r.Context(), `SELECT `+webhookColumns+` FROM hookrelay.webhooks
+		WHERE project_id = $1 ORDER BY created_at, id`, project)
+	if err != nil {
+		return fmt.Errorf("list webhooks: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (webhook, error) { return scanWebhook(row) })
+	if err != nil {
+		return fmt.Errorf("list webhooks: %w", err)
+	}
+	if list == nil {
+		list = []webhook{}
+	}
+	writeJSON(w, http.StatusOK, map[string][]webhook{"webhooks": list})
+	return nil
+}
+
+func (a *app) createWebhook(w http.ResponseWriter, r *http.Request) error {
+	project, err := pathUUID(r, "project_id")
+	if err != nil {
+		return err
+	}
+	var in webhookInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	f := webhookFields{IsActive: true}
+	if err := a.validate.apply(r.Context(), in, &f, true); err != nil {
+		return err
+	}
+	headers, err := headersJSON(f.Headers)
+	if err != nil {
+		return err
+	}
+	secret, err := signature.NewSecret()
+	if err != nil {
+		return fmt.Errorf("create webhook: %w", err)
+	}
+	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), `INSERT INTO hookrelay.webhooks
+		(project_id, name, url, secret, event_types, application_id, environment_name, headers, is_active, description)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		RETURNING `+webhookColumns,
+		project, f.Name, f.URL, secret, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description))
+	if err != nil {
+		return fmt.Errorf("create webhook: %w", err)
+	}
+	hook.Secret = secret
+	a.log.InfoContext(r.Context(), "webhook created", "project_id", project, "webhook_id", hook.ID)
+	writeJSON(w, http.StatusCreated, hook)
+	return nil
+}
+
+// queryRower is what pgxpool.Pool and pgx.Tx have in common that loadWebhook needs.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// loadWebhook reads a webhook of project; another project's is not found.
+// With lock, the row is locked FOR UPDATE (db must then be a transaction).
+func loadWebhook(ctx context.Context, db queryRower, project, id uuid.UUID, lock bool) (webhook, error) {
+	q := `SELECT ` + webhookColumns + ` FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`
+	if lock {
+		q += ` FOR UPDATE`
+	}
+	hook, err := scanWebhook(db.QueryRow(ctx, q, project, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return webhook{}, notFound("webhook")
+	}
+	if err != nil {
+		return webhook{}, fmt.Errorf("load webhook %s: %w", id, err)
+	}
+	return hook, nil
+}
+
+func (a *app) getWebhook(w http.ResponseWriter, r *http.Request) error {
+	project, id, err := projectWebhook(r)
+	if err != nil {
+		return err
+	}
+	hook, err := loadWebhook(r.Context(), a.pool, project, id, false)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, hook)
+	return nil
+}
+
+func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
+	project, id, err := projectWebhook(r)
+	if err != nil {
+		return err
+	}
+	var in webhookInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	// Validate before touching the database: a bad field changes nothing.
+	var patch webhookFields
+	if err := a.validate.apply(r.Context(), in, &patch, false); err != nil {
+		return err
+	}
+	var hook webhook
+	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		cur, err := loadWebhook(r.Context(), tx, project, id, true)
+		if err != nil {
+			return err
+		}
+		f, err := cur.fields()
+		if err != nil {
+			return err
+		}
+		in.merge(&f, patch)
+		headers, err := headersJSON(f.Headers)
+		if err != nil {
+			return err
+		}
+		hook, err = scanWebhook(tx.QueryRow(r.Context(), `UPDATE hookrelay.webhooks SET
+			name = $3, url = $4, event_types = $5, application_id = $6, environment_name = $7,
+			headers = $8, is_active = $9, description = $10, updated_at = now(),
+			disabled_reason = CASE WHEN $9 THEN NULL ELSE disabled_reason END
+			WHERE project_id = $1 AND id = $2
+			RETURNING `+webhookColumns,
+			project, id, f.Name, f.URL, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description))
+		if err != nil {
+			return fmt.Errorf("update webhook %s: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, hook)
+	return nil
+}
+
+// deleteWebhook deletes the webhook and, in the same transaction, marks its
+// pending deliveries skipped, so that none is left waiting forever.
+func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
+	project, id, err := projectWebhook(r)
+	if err != nil {
+		return err
+	}
+	var skipped int64
+	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(r.Context(), `DELETE FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`, project, id)
+		if err != nil {
+			return fmt.Errorf("delete webhook %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return notFound("webhook")
+		}
+		tag, err = tx.Exec(r.Context(), `UPDATE hookrelay.deliveries
+			SET status = 'skipped', last_error = 'webhook deleted', next_attempt_at = NULL, updated_at = now()
+			WHERE webhook_id = $1 AND project_id = $2 AND status = 'pending'`, id, project)
+		if err != nil {
+			return fmt.Errorf("skip deliveries of deleted webhook %s: %w", id, err)
+		}
+		skipped = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.log.InfoContext(r.Context(), "webhook deleted", "project_id", project, "webhook_id", id, "skipped_deliveries", skipped)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// regenerateSecret gives the webhook a new secret; the old one becomes
+// previous_secret and keeps signing for cfg.SecretGrace.
+func (a *app) regenerateSecret(w http.ResponseWriter, r *http.Request) error {
+	project, id, err := projectWebhook(r)
+	if err != nil {
+		return err
+	}
+	secret, err := signature.NewSecret()
+	if err != nil {
+		return fmt.Errorf("regenerate secret: %w", err)
+	}
+	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), `UPDATE hookrelay.webhooks SET
+		previous_secret = secret,
+		previous_secret_expires_at = now() + $4 * interval '1 microsecond',
+		secret = $3, updated_at = now()
+		WHERE project_id = $1 AND id = $2
+		RETURNING `+webhookColumns, project, id, secret, a.cfg.SecretGrace.Microseconds()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("webhook")
+	}
+	if err != nil {
+		return fmt.Errorf("regenerate secret of webhook %s: %w", id, err)
+	}
+	hook.Secret = secret
+	a.log.InfoContext(r.Context(), "webhook secret regenerated", "project_id", project, "webhook_id", id)
+	writeJSON(w, http.StatusOK, hook)
+	return nil
+}

@@ -45,7 +45,8 @@ func classify(err error) string {
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return ClassConnectionReset
 	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert),
-		errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+		errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid),
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return ClassTLS
 	case strings.Contains(err.Error(), "unsupported protocol scheme"):
 		return ClassInvalidURL

@@ -101,7 +101,7 @@ func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
 // check returns an error wrapping ErrForbidden when ip must not be used.
 func check(ip netip.Addr) error {
 	if reason, bad := Forbidden(ip); bad {
-		return fmt.Errorf("%w: %s is a %s", ErrForbidden, ip, reason)
+		return fmt.Errorf("%w: %s (%s)", ErrForbidden, ip, reason)
 	}
 	return nil
 }
@@ -163,7 +163,7 @@ func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.
 	}
 	name := strings.ToLower(strings.TrimSuffix(host, "."))
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
-		return fmt.Errorf("check url host: %w: %s is a loopback name", ErrForbidden, host)
+		return fmt.Errorf("check url host: %w: %s (loopback name)", ErrForbidden, host)
 	}
 	if resolver == nil {
 		resolver = net.DefaultResolver

@@ -70,7 +70,7 @@ func TestControl_RefusesLoopbackAtConnectTime(t *testing.T) {
 	if !errors.Is(err, ErrForbidden) {
 		t.Fatalf("dial loopback with Control(false) = %v, want ErrForbidden", err)
 	}
-	if !strings.Contains(err.Error(), "127.0.0.1") || !strings.Contains(err.Error(), "loopback") {
+	if !strings.Contains(err.Error(), "127.0.0.1") || !strings.Contains(err.Error(), "(loopback address)") {
 		t.Errorf("error %q does not name the address and the reason", err)
 	}
 	if *hits != 0 {

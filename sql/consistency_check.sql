@@ -42,7 +42,7 @@ WITH attempt_stats AS (
       ON w.project_id = o.project_id
      AND w.is_active
      AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
-     AND (w.application_id IS NULL OR w.application_id::text = o.data -> 'application' ->> 'id')
+     AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
      AND w.created_at < o.created_at
      AND w.updated_at < o.created_at

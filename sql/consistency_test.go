@@ -3,6 +3,7 @@ package sql_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,9 +24,11 @@ type problemRow struct {
 // healthy is a consistent system: every published event fanned out to every
 // webhook that matched it, every delivery's status agreeing with its attempts.
 type healthy struct {
-	project uuid.UUID
-	deploys uuid.UUID // webhook subscribed to config.deployed only
-	start   time.Time
+	project   uuid.UUID
+	deploys   uuid.UUID // webhook subscribed to config.deployed only
+	allOfAppX uuid.UUID // webhook subscribed to everything of application appX
+	appX      uuid.UUID
+	start     time.Time
 }
 
 func plantHealthy(f fixtures) healthy {
@@ -45,7 +48,7 @@ func plantHealthy(f fixtures) healthy {
 	f.webhook(hook{Project: p, EventTypes: []string{"*"}, CreatedAt: at(0), UpdatedAt: at(30)})
 	f.webhook(hook{Project: uuid.New(), EventTypes: []string{"*"}, CreatedAt: at(0)})
 
-	data := func(app uuid.UUID, env string) map[string]any {
+	data := func(app fmt.Stringer, env string) map[string]any {
 		return map[string]any{"application": map[string]any{"id": app.String()}, "environment": map[string]any{"name": env}}
 	}
 	// Matches deploys, allOfAppX and production.
@@ -66,7 +69,10 @@ func plantHealthy(f fixtures) healthy {
 	// A delivery not yet attempted.
 	e4 := f.event(p, "config.deployed", data(appY, "dev"), at(16), true)
 	f.delivery(delivery{Event: e4, Webhook: deploys, Project: p, Status: "pending", EventCreatedAt: at(16)})
-	return healthy{project: p, deploys: deploys, start: start}
+	// The relay matches application ids case-insensitively.
+	e5 := f.event(p, "config.archived", data(upper{appX}, "staging"), at(17), true)
+	f.delivery(delivery{Event: e5, Webhook: allOfAppX, Project: p, Status: "delivered", Codes: []int{200}, EventCreatedAt: at(17), DeliveredAt: ptr(at(17))})
+	return healthy{project: p, deploys: deploys, allOfAppX: allOfAppX, appX: appX, start: start}
 }
 
 func TestConsistencyCheck_HealthySystemReturnsNothing(t *testing.T) {
@@ -94,6 +100,8 @@ func TestConsistencyCheck_FindsExactlyThePlantedProblems(t *testing.T) {
 	want := []key{
 		// Published and matching deploys, but never fanned out to it.
 		k("missing_delivery", f.event(p, "config.deployed", map[string]any{"note": "lost"}, at, true)),
+		// Matches allOfAppX only, through the case-insensitive application filter.
+		k("missing_delivery", f.event(p, "config.committed", map[string]any{"application": map[string]any{"id": upper{h.appX}.String()}}, at, true)),
 		k("delivered_without_2xx_attempt", f.delivery(delivery{Webhook: w, Project: p, Status: "delivered", Codes: []int{500}, EventCreatedAt: at, DeliveredAt: &at})),
 		k("delivered_without_delivered_at", f.delivery(delivery{Webhook: w, Project: p, Status: "delivered", Codes: []int{200}, EventCreatedAt: at})),
 		k("failed_without_attempts", f.delivery(delivery{Webhook: w, Project: p, Status: "failed", EventCreatedAt: at})),
@@ -109,7 +117,7 @@ func TestConsistencyCheck_FindsExactlyThePlantedProblems(t *testing.T) {
 	var got []key
 	for _, r := range rows {
 		switch {
-		case r.Problem == "missing_delivery" && r.DeliveryID == nil && r.WebhookID == w:
+		case r.Problem == "missing_delivery" && r.DeliveryID == nil && (r.WebhookID == w || r.WebhookID == h.allOfAppX):
 			got = append(got, k(r.Problem, r.EventID))
 		case r.DeliveryID != nil && r.ProjectID == p:
 			got = append(got, k(r.Problem, *r.DeliveryID))
@@ -132,6 +140,11 @@ func TestConsistencyCheck_FindsExactlyThePlantedProblems(t *testing.T) {
 		t.Fatalf("consistency_check found:\n%s\nwant exactly these problems:\n%v", describe(rows), want)
 	}
 }
+
+// upper prints a uuid in capitals, as some applications send it.
+type upper struct{ id uuid.UUID }
+
+func (u upper) String() string { return strings.ToUpper(u.id.String()) }
 
 func compare(a, b string) int {
 	switch {

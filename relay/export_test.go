@@ -9,3 +9,7 @@ func SetAfterPublish(r *Relay, f func(ctx context.Context) error) { r.afterPubli
 
 // Stopping is closed once Stop has been called.
 func Stopping(r *Relay) <-chan struct{} { return r.stopCh }
+
+// SetOnWait installs a hook that runs each time the relay loop starts
+// waiting for a wake-up (set it before Start).
+func SetOnWait(r *Relay, f func()) { r.onWait = f }

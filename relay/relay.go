@@ -101,6 +101,8 @@ type Relay struct {
 	// afterPublish, when set (tests only), runs after the XADD and before
 	// the rows are marked published; an error aborts the batch there.
 	afterPublish func(ctx context.Context) error
+	// onWait, when set (tests only), runs each time the loop starts waiting.
+	onWait func()
 }
 
 // New returns a relay; nothing runs until Start. Zero Config fields take the
@@ -234,6 +236,9 @@ func (r *Relay) run(ctx context.Context) {
 			wait, backoff = backoff, min(backoff*2, retryMax)
 		} else {
 			backoff = retryMin
+		}
+		if r.onWait != nil {
+			r.onWait()
 		}
 		if !r.waitWake(wait) {
 			return

@@ -1,0 +1,143 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+func TestRelay_FanOutHonoursTypesProjectFiltersAndActive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	ctx := context.Background()
+	app1, app2 := uuid.New(), uuid.New()
+	prod, staging := "production", "staging"
+	otherProject, lonelyProject := uuid.New(), uuid.New()
+
+	all := e.addWebhook(webhook{eventTypes: []string{"*"}})
+	deployed := e.addWebhook(webhook{eventTypes: []string{"config.deployed"}})
+	archived := e.addWebhook(webhook{eventTypes: []string{"config.archived", "config.committed"}})
+	other := e.addWebhook(webhook{project: otherProject, eventTypes: []string{"*"}})
+	e.addWebhook(webhook{eventTypes: []string{"*"}, inactive: true})
+	onApp1 := e.addWebhook(webhook{eventTypes: []string{"*"}, application: &app1})
+	onProd := e.addWebhook(webhook{eventTypes: []string{"config.deployed"}, environment: &prod})
+	onApp1Staging := e.addWebhook(webhook{eventTypes: []string{"*"}, application: &app1, environment: &staging})
+
+	data := func(app uuid.UUID, env string) map[string]any {
+		d := map[string]any{"params": map[string]any{"t": 0.2}}
+		if app != uuid.Nil {
+			// Filters match the id whatever its case.
+			d["application"] = map[string]any{"id": strings.ToUpper(app.String())}
+		}
+		if env != "" {
+			d["environment"] = map[string]any{"name": env}
+		}
+		return d
+	}
+	e1 := e.emit("config.deployed", data(app1, prod))
+	e2 := e.emit("config.archived", data(app2, staging))
+	e3 := e.emit("config.deployed", data(uuid.Nil, ""))
+	e4 := e.emit("config.deployed", data(app1, staging))
+	e.project = otherProject
+	e5 := e.emit("config.deployed", data(app1, prod))
+	e.project = lonelyProject
+	e.emit("config.deployed", data(app1, prod)) // no webhook at all: published, no delivery
+
+	want := map[[2]uuid.UUID]bool{}
+	for ev, hooks := range map[uuid.UUID][]uuid.UUID{
+		e1: {all, deployed, onApp1, onProd},
+		e2: {all, archived},
+		e3: {all, deployed},
+		e4: {all, deployed, onApp1, onApp1Staging},
+		e5: {other},
+	} {
+		for _, h := range hooks {
+			want[[2]uuid.UUID{ev, h}] = true
+		}
+	}
+
+	r, _ := e.relay(time.Hour, 100, false)
+	if n, err := r.Drain(ctx); err != nil || n != 6 {
+		t.Fatalf("Drain: %d events, %v; want 6", n, err)
+	}
+	if n := e.unpublished(); n != 0 {
+		t.Fatalf("%d events unpublished", n)
+	}
+
+	rows, _ := e.pool.Query(ctx, `SELECT d.id, d.event_id, d.webhook_id, d.project_id, d.event_type, d.payload,
+			d.max_attempts, d.status, d.attempts, d.next_attempt_at IS NULL, o.project_id, o.event_type, o.data
+		FROM hookrelay.deliveries d JOIN hookrelay.outbox o ON o.id = d.event_id`)
+	got := map[[2]uuid.UUID]bool{}
+	deliveries := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var (
+			id, ev, hook, project, oProject uuid.UUID
+			typ, status, oType              string
+			payload, oData                  json.RawMessage
+			maxAttempts, attempts           int
+			unscheduled                     bool
+		)
+		if err := rows.Scan(&id, &ev, &hook, &project, &typ, &payload, &maxAttempts, &status, &attempts,
+			&unscheduled, &oProject, &oType, &oData); err != nil {
+			t.Fatal(err)
+		}
+		got[[2]uuid.UUID{ev, hook}] = true
+		deliveries[id] = true
+		if project != oProject || typ != oType || string(payload) != string(oData) {
+			t.Errorf("delivery %s does not carry its event: %s %s %s", id, project, typ, payload)
+		}
+		if maxAttempts != 5 || status != "pending" || attempts != 0 || !unscheduled {
+			t.Errorf("delivery %s: max_attempts %d, status %s, attempts %d, unscheduled %t", id, maxAttempts, status, attempts, unscheduled)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for pair := range want {
+		if !got[pair] {
+			t.Errorf("missing delivery of event %s to webhook %s", pair[0], pair[1])
+		}
+	}
+	for pair := range got {
+		if !want[pair] {
+			t.Errorf("unexpected delivery of event %s to webhook %s", pair[0], pair[1])
+		}
+	}
+
+	onStream := e.streamDeliveries()
+	if len(onStream) != len(deliveries) {
+		t.Fatalf("%d entries on the stream, %d deliveries", len(onStream), len(deliveries))
+	}
+	for _, id := range onStream {
+		if !deliveries[id] {
+			t.Fatalf("stream entry %s is not a delivery", id)
+		}
+	}
+}
+
+// TestRelay_StreamEntriesCarryOnlyTheDeliveryID guards against leaking
+// secrets or payloads into Redis.
+func TestRelay_StreamEntriesCarryOnlyTheDeliveryID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 4)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	e.emit("config.deployed", map[string]any{"secret_looking": "whsec_test"})
+	r, _ := e.relay(time.Hour, 10, false)
+	if _, err := r.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := e.rdb.XRange(context.Background(), e.stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("%d entries, want 1", len(msgs))
+	}
+	if len(msgs[0].Values) != 1 || msgs[0].Values["delivery_id"] == nil {
+		t.Fatalf("entry fields %v, want only delivery_id", msgs[0].Values)
+	}
+}

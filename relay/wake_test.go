@@ -1,0 +1,102 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/relay"
+)
+
+// TestRelay_IdleRelayWakesOnNotifyAndIsIdleAgainAfterBurst proves the NOTIFY
+// path: the poll is an hour away, so only the wake-up can publish promptly.
+func TestRelay_IdleRelayWakesOnNotifyAndIsIdleAgainAfterBurst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 12)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	// Start from "busy" so that seeing idle=true proves the relay finished a pass.
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+		t.Fatal(err)
+	}
+	e.quietRelay(time.Hour)
+	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+
+	for i := range 3 {
+		start := time.Now()
+		id := e.emit("config.deployed", map[string]any{"i": i})
+		waitFor(t, 5*time.Second, "the isolated event on the stream", func() bool { return e.eventsOnStream()[id] })
+		t.Logf("isolated event %d on the stream after %s", i, time.Since(start))
+		waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+	}
+
+	committed, _ := e.write(ctx, load{writers: 8, txs: 60, eventsPerTx: 2})
+	waitFor(t, 10*time.Second, "the burst published", func() bool { return e.unpublished() == 0 })
+	waitFor(t, 5*time.Second, "the relay to go idle after the burst", e.idle)
+	e.checkAllOnStream(append(committed, e.allEventsBefore(committed)...), nil)
+}
+
+// TestRelay_WakePublishesWithoutNotify proves Wake (the reconciler's nudge):
+// with the flag saying "busy" writers send no NOTIFY, and the poll is an hour
+// away.
+func TestRelay_WakePublishesWithoutNotify(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	r := e.quietRelay(time.Hour)
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+		t.Fatal(err)
+	}
+	id := e.emit("config.deployed", map[string]any{}) // sends no NOTIFY
+	r.Wake()
+	waitFor(t, 5*time.Second, "the woken relay to publish", func() bool { return e.eventsOnStream()[id] })
+	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+}
+
+// quietRelay starts a relay and returns once it has made its two start-up
+// passes (the first at start, the second for the LISTEN connection's
+// catch-up) and waits: from then on only a NOTIFY, Wake or the poll make it
+// look again.
+func (e *env) quietRelay(poll time.Duration) *relay.Relay {
+	e.t.Helper()
+	r, _ := e.relay(poll, 100, false)
+	waits := make(chan struct{}, 100)
+	relay.SetOnWait(r, func() { waits <- struct{}{} })
+	if err := r.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			e.t.Error(err)
+		}
+	})
+	for i := range 2 {
+		select {
+		case <-waits:
+		case <-time.After(10 * time.Second):
+			e.t.Fatalf("the relay made %d start-up passes in 10s, want 2", i)
+		}
+	}
+	return r
+}
+
+// allEventsBefore lists the events emitted before the burst (the isolated ones).
+func (e *env) allEventsBefore(burst []uuid.UUID) []uuid.UUID {
+	e.t.Helper()
+	rows, _ := e.pool.Query(context.Background(), `SELECT id FROM hookrelay.outbox WHERE NOT id = ANY ($1)`, burst)
+	var ids []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return ids
+}

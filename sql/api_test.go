@@ -21,6 +21,7 @@ func TestAll_ListsEveryAuditQueryWithItsParameters(t *testing.T) {
 		"failure_rate_by_endpoint": {"since", "until", "project_id"},
 		"latency_percentiles":      {"since", "until", "project_id"},
 		"retry_backlog":            {"project_id"},
+		"stuck_deliveries":         {"older_than", "project_id"},
 	}
 	got := map[string][]string{}
 	for _, q := range auditsql.All() {

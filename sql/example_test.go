@@ -19,6 +19,7 @@ func ExampleAll() {
 	// failure_rate_by_endpoint.sql [since until project_id]
 	// latency_percentiles.sql [since until project_id]
 	// retry_backlog.sql [project_id]
+	// stuck_deliveries.sql [older_than project_id]
 }
 
 // The consistency check returns no row on a healthy system.

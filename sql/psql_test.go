@@ -36,6 +36,7 @@ func TestPsql_EveryFileRunsAsIsAndAgreesWithGo(t *testing.T) {
 		values := map[string]string{
 			"since":      since.Format(time.RFC3339Nano),
 			"until":      until.Format(time.RFC3339Nano),
+			"older_than": "1 minute",
 			"project_id": project, // psql -v project_id= sets it empty: every project
 		}
 		for _, q := range auditsql.All() {

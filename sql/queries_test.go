@@ -232,3 +232,43 @@ func TestRetryBacklog_BucketsScheduledRetriesByDueTime(t *testing.T) {
 		t.Errorf("all projects, 1m to 5m bucket: %d deliveries, want 3", all[2].Deliveries)
 	}
 }
+
+type stuckRow struct {
+	DeliveryID    uuid.UUID     `db:"delivery_id"`
+	ProjectID     uuid.UUID     `db:"project_id"`
+	WebhookID     uuid.UUID     `db:"webhook_id"`
+	EventID       uuid.UUID     `db:"event_id"`
+	EventType     string        `db:"event_type"`
+	Attempts      int           `db:"attempts"`
+	MaxAttempts   int           `db:"max_attempts"`
+	NextAttemptAt *time.Time    `db:"next_attempt_at"`
+	UpdatedAt     time.Time     `db:"updated_at"`
+	StuckFor      time.Duration `db:"stuck_for"`
+}
+
+func TestStuckDeliveries_ListsPendingWithoutProgressOldestFirst(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	f := fixtures{t, db.Pool}
+	p := uuid.New()
+	w := f.webhook(hook{Project: p, EventTypes: []string{"*"}, CreatedAt: day})
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	// The fixture sets updated_at to the last attempt's start, or to the event's time.
+	neverSent := f.delivery(delivery{Webhook: w, Project: p, Status: "pending", EventCreatedAt: ago(2 * time.Hour)})
+	overdue := f.delivery(delivery{Webhook: w, Project: p, Status: "pending", Codes: []int{500}, EventCreatedAt: ago(time.Hour), NextAttemptAt: ptr(ago(30 * time.Minute))})
+	// Not stuck: recent, a retry due later, finished, or overdue by less than the threshold.
+	f.delivery(delivery{Webhook: w, Project: p, Status: "pending", EventCreatedAt: ago(time.Minute)})
+	f.delivery(delivery{Webhook: w, Project: p, Status: "pending", Codes: []int{500}, EventCreatedAt: ago(time.Hour), NextAttemptAt: ptr(now.Add(time.Hour))})
+	f.delivery(delivery{Webhook: w, Project: p, Status: "delivered", Codes: []int{200}, EventCreatedAt: ago(time.Hour), DeliveredAt: ptr(ago(time.Hour))})
+	f.delivery(delivery{Webhook: w, Project: p, Status: "pending", Codes: []int{500}, EventCreatedAt: ago(time.Hour), NextAttemptAt: ptr(ago(time.Minute))})
+
+	rows := run[stuckRow](t, db.Pool, "stuck_deliveries", map[string]any{"older_than": 10 * time.Minute, "project_id": p.String()})
+	assertIDs(t, "stuck deliveries", ids(rows, func(r stuckRow) uuid.UUID { return r.DeliveryID }), neverSent, overdue)
+	if d := rows[0].StuckFor; d < 2*time.Hour || d > 2*time.Hour+time.Minute {
+		t.Errorf("never-sent delivery stuck for %s, want about 2h", d)
+	}
+	if other := run[stuckRow](t, db.Pool, "stuck_deliveries", map[string]any{"older_than": "10 minutes", "project_id": uuid.NewString()}); len(other) != 0 {
+		t.Errorf("another project sees %d stuck deliveries, want none", len(other))
+	}
+}

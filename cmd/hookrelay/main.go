@@ -6,6 +6,7 @@
 //	hookrelay api       serve the HTTP API
 //	hookrelay run       all of the above in one process
 //	hookrelay demo      a self-contained walkthrough
+//	hookrelay healthcheck [url]  exit 0 when the URL answers 200 (container health checks)
 //
 // Configuration comes from the environment (see the README). The binary only
 // wires packages together; the logic lives in them.
@@ -34,6 +35,7 @@ func commands() []command {
 		{"api", "serve the HTTP API", runAPI},
 		{"run", "relay, worker and API in one process", runAll},
 		{"demo", "self-contained walkthrough: deliver one webhook and show it", runDemo},
+		{"healthcheck", "GET a health URL (default http://127.0.0.1:8080/healthz); exit 0 on 200", runHealthcheck},
 	}
 }
 
@@ -71,7 +73,7 @@ func dispatch(ctx context.Context, args []string) error {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: hookrelay <command>\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(os.Stderr, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(os.Stderr, "\nconfiguration is read from the environment; see README.md")
 }

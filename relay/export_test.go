@@ -13,3 +13,7 @@ func Stopping(r *Relay) <-chan struct{} { return r.stopCh }
 // SetOnWait installs a hook that runs each time the relay loop starts
 // waiting for a wake-up (set it before Start).
 func SetOnWait(r *Relay, f func()) { r.onWait = f }
+
+// SetBeforeIdle installs a hook that runs after a drain found nothing, just
+// before the relay sets relay_state.idle (set it before Start).
+func SetBeforeIdle(r *Relay, f func()) { r.beforeIdle = f }

@@ -103,6 +103,9 @@ type Relay struct {
 	afterPublish func(ctx context.Context) error
 	// onWait, when set (tests only), runs each time the loop starts waiting.
 	onWait func()
+	// beforeIdle, when set (tests only), runs after a drain found nothing and
+	// before the flag is set to idle.
+	beforeIdle func()
 }
 
 // New returns a relay; nothing runs until Start. Zero Config fields take the
@@ -266,6 +269,9 @@ func (r *Relay) pass(ctx context.Context) error {
 		}
 		if r.stopping() {
 			return nil
+		}
+		if r.beforeIdle != nil {
+			r.beforeIdle()
 		}
 		if err := r.setIdle(ctx, true); err != nil {
 			return err

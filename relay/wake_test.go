@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -99,4 +100,46 @@ func (e *env) allEventsBefore(burst []uuid.UUID) []uuid.UUID {
 		e.t.Fatal(err)
 	}
 	return ids
+}
+
+// TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded commits an event
+// after the relay's last empty claim but before it sets the idle flag: the
+// writer saw idle=false and sent no NOTIFY, and the poll is an hour away, so
+// only the claim the relay makes after setting the flag can find it.
+func TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.relay(time.Hour, 100, false)
+	emitted := make(chan uuid.UUID, 1)
+	// The hook fires in the second pass: the first is the start-up pass, the
+	// second the LISTEN connection's catch-up; after it nothing but the
+	// relay's own last claim would look again.
+	calls := 0
+	relay.SetBeforeIdle(r, func() {
+		if calls++; calls == 2 {
+			id, err := outbox.Emit(ctx, e.pool, outbox.Event{Type: "config.deployed", ProjectID: e.project, Data: map[string]any{}})
+			if err != nil {
+				t.Error(err)
+			}
+			emitted <- id
+		}
+	})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	id := <-emitted
+	if id == uuid.Nil {
+		return
+	}
+	waitFor(t, 5*time.Second, "the event committed just before idle on the stream", func() bool { return e.eventsOnStream()[id] })
 }

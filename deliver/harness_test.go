@@ -28,7 +28,7 @@ import (
 // harness is one test's world: a private database, private stream keys, a
 // running River scheduler and the metrics the worker reports to.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	db      *testdb.DB
 	rdb     redis.UniversalClient
 	keys    testredis.Keys
@@ -38,12 +38,12 @@ type harness struct {
 }
 
 // newHarness uses the shared Redis with private keys.
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	rdb, keys := testredis.New(t)
 	return newHarnessWith(t, rdb, keys)
 }
 
-func newHarnessWith(t *testing.T, rdb redis.UniversalClient, keys testredis.Keys) *harness {
+func newHarnessWith(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys) *harness {
 	t.Helper()
 	h := &harness{t: t, db: testdb.New(t), rdb: rdb, keys: keys, m: metrics.New(), project: uuid.New()}
 	t.Cleanup(func() { rdb.Del(context.Background(), deliver.DeadStream(keys.Stream)) })
@@ -231,7 +231,7 @@ func (h *harness) attempts(id uuid.UUID) []attemptRow {
 }
 
 // waitFor polls cond until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, cond func() bool, describe func() string) {
+func waitFor(t testing.TB, within time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -258,7 +258,7 @@ type receiver struct {
 }
 
 // newReceiver starts a receiver; respond nil answers 200 {"ok":true}.
-func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+func newReceiver(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
 	rc := &receiver{respond: respond}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

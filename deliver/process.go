@@ -267,18 +267,18 @@ func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]r
 }
 
 // moveToDead copies an entry to the dead stream with the reason, then
-// acknowledges and deletes it, atomically.
+// acknowledges and deletes it. The copy comes first (a separate command, since
+// in a cluster the two streams may live on different nodes): a failure in
+// between leaves the entry pending, to be moved again.
 func (w *Worker) moveToDead(ctx context.Context, m redis.XMessage, reason string) {
 	values := []any{"entry_id", m.ID, "reason", reason, "consumer", w.cfg.Consumer}
 	if v, ok := m.Values[stream.Field].(string); ok {
 		values = append(values, stream.Field, v)
 	}
-	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: DeadStream(w.cfg.Stream), Values: values})
-		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, m.ID)
-		p.XDel(ctx, w.cfg.Stream, m.ID)
-		return nil
-	})
+	err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadStream(w.cfg.Stream), Values: values}).Err()
+	if err == nil {
+		err = w.ack(ctx, m.ID)
+	}
 	if err != nil {
 		w.log.Error("move poison entry aside; it stays pending", "entry", m.ID, "err", err)
 		return

@@ -79,6 +79,9 @@ func TestWorker_StopFinishesInFlightDeliveries(t *testing.T) {
 	if n, _ := h.rdb.XLen(t.Context(), h.keys.Stream).Result(); n != 0 {
 		t.Fatalf("stream holds %d entries after Stop, want 0 (acked and deleted)", n)
 	}
+	if cs, err := h.rdb.XInfoConsumers(t.Context(), h.keys.Stream, h.keys.Group).Result(); err != nil || len(cs) != 0 {
+		t.Fatalf("consumers after a clean stop %+v (%v), want none", cs, err)
+	}
 }
 
 func TestWorker_RecreatesGroupAfterRedisRestartsEmpty(t *testing.T) {

@@ -187,10 +187,26 @@ func (w *Worker) Stop(ctx context.Context) error {
 	case <-done:
 		abandon()
 		w.sender.Close()
+		w.leaveGroup(ctx)
 		return nil
 	case <-ctx.Done():
 		w.kill()
 		return fmt.Errorf("stop worker: in-flight deliveries abandoned: %w", ctx.Err())
+	}
+}
+
+// leaveGroup removes this consumer from the group after a clean stop, so
+// that consumers of past processes do not pile up. It keeps the consumer when
+// entries are still pending on it (deleting it would drop them from the group).
+func (w *Worker) leaveGroup(ctx context.Context) {
+	pending, err := w.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: w.cfg.Stream, Group: w.cfg.Group, Start: "-", End: "+", Count: 1, Consumer: w.cfg.Consumer,
+	}).Result()
+	if err != nil || len(pending) > 0 {
+		return
+	}
+	if err := w.rdb.XGroupDelConsumer(ctx, w.cfg.Stream, w.cfg.Group, w.cfg.Consumer).Err(); err != nil {
+		w.log.Debug("leave consumer group", "err", err)
 	}
 }
 

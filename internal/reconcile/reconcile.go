@@ -32,7 +32,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
@@ -60,16 +59,17 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.After <= 0 {
-		c.After = DefaultAfter
-	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
+	c.After = positive(c.After, DefaultAfter)
+	c.Interval = positive(c.Interval, DefaultInterval)
+	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
 	return c
+}
+
+func positive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Kind is the River job kind of a reconciler run.
@@ -81,17 +81,10 @@ type Args struct{}
 // Kind implements river.JobArgs.
 func (Args) Kind() string { return Kind }
 
-// InsertOpts keep at most one reconciler run queued or running at a time, and
-// let a failed run retry a few times before the next periodic one takes over.
-func (Args) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		MaxAttempts: 3,
-		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-			rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-		}},
-	}
-}
+// InsertOpts make a failed run final: the next periodic run is the retry.
+// Runs that overlap anyway (a slow run, a manual one) are harmless: only one
+// at a time proceeds, the others return Skipped.
+func (Args) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
 
 // Result says what one run did.
 type Result struct {

@@ -261,15 +261,8 @@ func TestReconcile_OldUnpublishedOutboxWakesRelays(t *testing.T) {
 	t.Parallel()
 	e := sharedEnv(t)
 	ctx := context.Background()
-	conn, err := e.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN hookrelay_outbox"); err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.pool.Exec(ctx, `
+	conn := session(t, e.pool, "LISTEN hookrelay_outbox")
+	_, err := e.pool.Exec(ctx, `
 INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, published_at) VALUES
     ('a', gen_random_uuid(), '{}', now() - interval '10 minutes', NULL),
     ('b', gen_random_uuid(), '{}', now() - interval '10 seconds', NULL),
@@ -299,6 +292,24 @@ INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, publishe
 	}
 }
 
+// session is a connection of its own on which sql has run; it goes back to
+// the pool when the test ends.
+func session(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) *pgxpool.Conn {
+	t.Helper()
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return conn
+}
+
+// lockKey is the reconciler's advisory lock (see sql.go).
+const lockKey = int64(0x7265636f6e63696c)
+
 func drain(ctx context.Context, conn *pgxpool.Conn) {
 	for {
 		c, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -314,20 +325,13 @@ func TestReconcile_ConcurrentRunIsSkipped(t *testing.T) {
 	t.Parallel()
 	e := sharedEnv(t)
 	ctx := context.Background()
-	conn, err := e.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	// Hold the reconciler's lock as another process would.
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(0x7265636f6e63696c)); err != nil {
-		t.Fatal(err)
-	}
+	conn := session(t, e.pool, "SELECT pg_advisory_lock($1)", lockKey)
 	e.delivery(t, "pending", time.Hour, nil)
 	if res := e.run(t); !res.Skipped || res.Stale != 0 {
 		t.Fatalf("%+v, want skipped", res)
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(0x7265636f6e63696c)); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.run(t); res.Skipped || res.Stale != 1 {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
@@ -42,22 +41,19 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.OutboxAge <= 0 {
-		c.OutboxAge = DefaultOutboxAge
-	}
-	if c.DeliveriesAge <= 0 {
-		c.DeliveriesAge = DefaultDeliveriesAge
-	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.Budget <= 0 {
-		c.Budget = DefaultBudget
-	}
+	c.OutboxAge = positive(c.OutboxAge, DefaultOutboxAge)
+	c.DeliveriesAge = positive(c.DeliveriesAge, DefaultDeliveriesAge)
+	c.Interval = positive(c.Interval, DefaultInterval)
+	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
+	c.Budget = positive(c.Budget, DefaultBudget)
 	return c
+}
+
+func positive[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Kind is the River job kind of a retention run.
@@ -69,16 +65,9 @@ type Args struct{}
 // Kind implements river.JobArgs.
 func (Args) Kind() string { return Kind }
 
-// InsertOpts keep at most one retention run queued or running at a time.
-func (Args) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		MaxAttempts: 3,
-		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-			rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-		}},
-	}
-}
+// InsertOpts make a failed run final: the next periodic run is the retry.
+// Overlapping runs are harmless: each deletes rows the other has not locked.
+func (Args) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
 
 // Result counts the rows one run deleted.
 type Result struct {
@@ -145,45 +134,35 @@ func (w *Worker) Prune(ctx context.Context) (Result, error) {
 	var res Result
 	deadline := time.Now().Add(w.cfg.Budget)
 	var err error
-	res.Outbox, res.Incomplete, err = w.loop(ctx, deadline, "outbox", func() (int, int, error) {
-		var n int
-		err := w.pool.QueryRow(ctx, sqlPruneOutbox, w.cfg.OutboxAge, w.cfg.BatchSize).Scan(&n)
-		return n, 0, err
-	})
+	res.Outbox, _, res.Incomplete, err = w.prune(ctx, deadline, "outbox", sqlPruneOutbox, w.cfg.OutboxAge)
 	if err != nil || res.Incomplete {
 		return res, err
 	}
-	var attempts int
-	res.Deliveries, res.Incomplete, err = w.loop(ctx, deadline, "deliveries", func() (int, int, error) {
-		var n, a int
-		err := w.pool.QueryRow(ctx, sqlPruneDeliveries, w.cfg.DeliveriesAge, w.cfg.BatchSize).Scan(&n, &a)
-		attempts += a
-		return n, a, err
-	})
-	res.Attempts = attempts
+	res.Deliveries, res.Attempts, res.Incomplete, err = w.prune(ctx, deadline, "deliveries", sqlPruneDeliveries, w.cfg.DeliveriesAge)
 	return res, err
 }
 
-// loop runs one batch delete until it deletes less than a batch or the
-// deadline passes; it counts the rows in metrics as it goes.
-func (w *Worker) loop(ctx context.Context, deadline time.Time, table string, batch func() (int, int, error)) (total int, incomplete bool, err error) {
+// prune runs one batch delete (query, which returns the rows and the
+// attempts it deleted) until it deletes less than a batch or the deadline
+// passes, counting the rows in metrics as it goes.
+func (w *Worker) prune(ctx context.Context, deadline time.Time, table, query string, age time.Duration) (rows, attempts int, incomplete bool, err error) {
 	for {
-		n, attempts, err := batch()
-		if err != nil {
-			return total, false, fmt.Errorf("prune %s: %w", table, err)
+		var n, a int
+		if err := w.pool.QueryRow(ctx, query, age, w.cfg.BatchSize).Scan(&n, &a); err != nil {
+			return rows, attempts, false, fmt.Errorf("prune %s: %w", table, err)
 		}
-		total += n
+		rows, attempts = rows+n, attempts+a
 		if w.m != nil {
 			w.m.Pruned.WithLabelValues(table).Add(float64(n))
-			if attempts > 0 {
-				w.m.Pruned.WithLabelValues("delivery_attempts").Add(float64(attempts))
+			if a > 0 {
+				w.m.Pruned.WithLabelValues("delivery_attempts").Add(float64(a))
 			}
 		}
 		if n < w.cfg.BatchSize {
-			return total, false, nil
+			return rows, attempts, false, nil
 		}
 		if time.Now().After(deadline) {
-			return total, true, nil
+			return rows, attempts, true, nil
 		}
 	}
 }
@@ -203,7 +182,7 @@ WITH gone AS (
         LIMIT $2
         FOR UPDATE SKIP LOCKED)
     RETURNING 1)
-SELECT count(*)::int FROM gone`
+SELECT count(*)::int, 0 FROM gone`
 
 	sqlPruneDeliveries = `
 WITH gone AS (

@@ -31,7 +31,7 @@ type redisState struct {
 // missing stream or group still counts.
 func (w *Worker) checkRedis(ctx context.Context) (redisState, error) {
 	var st redisState
-	info, err := w.rdb.Info(ctx, "server").Result()
+	info, err := w.serverInfo(ctx)
 	if err != nil {
 		return st, fmt.Errorf("reconcile: redis INFO server: %w", err)
 	}
@@ -59,6 +59,20 @@ func (w *Worker) checkRedis(ctx context.Context) (redisState, error) {
 	}
 	st.reset = ResetGroupGone
 	return st, nil
+}
+
+// serverInfo reads INFO server from the server that holds the stream: in a
+// Redis Cluster, the master of the stream's slot, whose run id is the one
+// that matters (another node's would differ on every call).
+func (w *Worker) serverInfo(ctx context.Context) (string, error) {
+	if c, ok := w.rdb.(*redis.ClusterClient); ok {
+		master, err := c.MasterForKey(ctx, w.cfg.Stream)
+		if err != nil {
+			return "", err
+		}
+		return master.Info(ctx, "server").Result()
+	}
+	return w.rdb.Info(ctx, "server").Result()
 }
 
 // ensureGroup creates the consumer group (and the stream) if they are

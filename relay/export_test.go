@@ -1,6 +1,9 @@
 package relay
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetAfterPublish installs a hook that runs after the XADD of each batch and
 // before the batch is marked published; an error aborts the batch there, as
@@ -17,3 +20,7 @@ func SetOnWait(r *Relay, f func()) { r.onWait = f }
 // SetBeforeIdle installs a hook that runs after a drain found nothing, just
 // before the relay sets relay_state.idle (set it before Start).
 func SetBeforeIdle(r *Relay, f func()) { r.beforeIdle = f }
+
+// SetSettleDelay changes how long after going idle the relay claims once
+// more (set it before Start).
+func SetSettleDelay(r *Relay, d time.Duration) { r.settleDelay = d }

@@ -70,7 +70,7 @@ func TestRelay_RowCommittedLateIsNotSkipped(t *testing.T) {
 	e := newEnv(t, 8)
 	e.addWebhook(webhook{eventTypes: []string{"*"}})
 	ctx := context.Background()
-	e.relay(time.Hour, 10, true)
+	e.relay(250*time.Millisecond, 10, true)
 
 	// The late transaction takes the lower seq, then waits.
 	late, err := e.pool.Begin(ctx)

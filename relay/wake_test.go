@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
@@ -115,6 +116,7 @@ func TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := e.relay(time.Hour, 100, false)
+	relay.SetSettleDelay(r, time.Hour) // only the claim right after the flip may find it
 	emitted := make(chan uuid.UUID, 1)
 	// The hook fires in the second pass: the first is the start-up pass, the
 	// second the LISTEN connection's catch-up; after it nothing but the
@@ -142,4 +144,55 @@ func TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded(t *testing.T) {
 		return
 	}
 	waitFor(t, 5*time.Second, "the event committed just before idle on the stream", func() bool { return e.eventsOnStream()[id] })
+}
+
+// TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim stages the
+// remaining race: the writer's deferred trigger reads idle=false (no NOTIFY),
+// the relay flips the flag and makes its last claim, and only then does the
+// writer commit. The poll is an hour away; the settle claim finds it.
+func TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	r, _ := e.relay(time.Hour, 100, false)
+	var (
+		tx       pgx.Tx
+		id       uuid.UUID
+		calls    int
+		straddle = make(chan error, 1)
+	)
+	relay.SetBeforeIdle(r, func() {
+		if calls++; calls != 2 { // the second pass: after the LISTEN catch-up
+			return
+		}
+		var err error
+		if tx, err = e.pool.Begin(ctx); err == nil {
+			id, err = outbox.Emit(ctx, tx, outbox.Event{Type: "config.deployed", ProjectID: e.project, Data: map[string]any{}})
+		}
+		if err == nil { // run the deferred wake-up trigger now, while idle=false
+			_, err = tx.Exec(ctx, "SET CONSTRAINTS ALL IMMEDIATE")
+		}
+		if err != nil {
+			straddle <- err
+		}
+	})
+	relay.SetOnWait(r, func() {
+		if tx != nil { // the relay has flipped the flag and made its last claim
+			straddle <- tx.Commit(ctx)
+			tx = nil
+		}
+	})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := <-straddle; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the straddling event on the stream", func() bool { return e.eventsOnStream()[id] })
 }

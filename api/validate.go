@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/textproto"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -45,7 +46,16 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 		o.Null = true
 		return nil
 	}
-	return json.Unmarshal(b, &o.V)
+	if err := json.Unmarshal(b, &o.V); err != nil {
+		// Report the field's whole type ("an array of strings"), not the
+		// element's; the decoder adds the field name.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &json.UnmarshalTypeError{Value: te.Value, Type: reflect.TypeFor[T](), Offset: te.Offset}
+		}
+		return err
+	}
+	return nil
 }
 
 // given reports whether the field holds a value (present and not null).
@@ -105,17 +115,27 @@ type webhookFields struct {
 	IsActive        bool
 }
 
-// apply validates in and applies it to f. With create, the required fields
-// must be present. It returns an *apiError naming the first bad field; f may
-// then be partly changed and must be discarded.
-func (v validator) apply(ctx context.Context, in webhookInput, f *webhookFields, create bool) error {
+// webhookPatch is validated webhook input: the changes it makes, in order.
+type webhookPatch []func(*webhookFields)
+
+// applyTo makes the changes to f.
+func (p webhookPatch) applyTo(f *webhookFields) {
+	for _, set := range p {
+		set(f)
+	}
+}
+
+// check validates in and returns the changes it asks for. With create, the
+// required fields must be present. It returns an *apiError naming the first
+// bad field.
+func (v validator) check(ctx context.Context, in webhookInput, create bool) (webhookPatch, error) {
 	if create {
 		for _, req := range []struct {
 			name string
 			set  bool
 		}{{"name", in.Name.given()}, {"url", in.URL.given()}, {"event_types", in.EventTypes.given()}} {
 			if !req.set {
-				return invalid(req.name, "is required")
+				return nil, invalid(req.name, "is required")
 			}
 		}
 	}
@@ -125,92 +145,68 @@ func (v validator) apply(ctx context.Context, in webhookInput, f *webhookFields,
 	}{{"name", in.Name.Null}, {"url", in.URL.Null}, {"event_types", in.EventTypes.Null},
 		{"headers", in.Headers.Null}, {"description", in.Description.Null}, {"is_active", in.IsActive.Null}} {
 		if nn.null {
-			return invalid(nn.name, "must not be null")
+			return nil, invalid(nn.name, "must not be null")
 		}
 	}
+	var p webhookPatch
 	if in.Name.Set {
 		if err := checkText("name", in.Name.V, 1, maxNameLength); err != nil {
-			return err
+			return nil, err
 		}
-		f.Name = strings.TrimSpace(in.Name.V)
+		name := strings.TrimSpace(in.Name.V)
+		p = append(p, func(f *webhookFields) { f.Name = name })
 	}
 	if in.URL.Set {
 		if err := v.checkURL(ctx, in.URL.V); err != nil {
-			return err
+			return nil, err
 		}
-		f.URL = in.URL.V
+		p = append(p, func(f *webhookFields) { f.URL = in.URL.V })
 	}
 	if in.EventTypes.Set {
 		types, err := v.checkEventTypes(in.EventTypes.V)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		f.EventTypes = types
+		p = append(p, func(f *webhookFields) { f.EventTypes = types })
 	}
 	if in.ApplicationID.Set {
-		f.ApplicationID = nil
+		var app *uuid.UUID
 		if !in.ApplicationID.Null {
 			id, err := uuid.Parse(in.ApplicationID.V)
 			if err != nil {
-				return invalid("application_id", "must be a UUID or null")
+				return nil, invalid("application_id", "must be a UUID or null")
 			}
-			f.ApplicationID = &id
+			app = &id
 		}
+		p = append(p, func(f *webhookFields) { f.ApplicationID = app })
 	}
 	if in.EnvironmentName.Set {
-		f.EnvironmentName = nil
+		var env *string
 		if !in.EnvironmentName.Null {
 			if err := checkText("environment_name", in.EnvironmentName.V, 1, maxEnvironmentLength); err != nil {
-				return err
+				return nil, err
 			}
 			name := strings.TrimSpace(in.EnvironmentName.V)
-			f.EnvironmentName = &name
+			env = &name
 		}
+		p = append(p, func(f *webhookFields) { f.EnvironmentName = env })
 	}
 	if in.Headers.Set {
 		if err := v.checkHeaders(in.Headers.V); err != nil {
-			return err
+			return nil, err
 		}
-		f.Headers = in.Headers.V
+		p = append(p, func(f *webhookFields) { f.Headers = in.Headers.V })
 	}
 	if in.Description.Set {
 		if err := checkText("description", in.Description.V, 0, maxDescriptionLength); err != nil {
-			return err
+			return nil, err
 		}
-		f.Description = in.Description.V
+		p = append(p, func(f *webhookFields) { f.Description = in.Description.V })
 	}
 	if in.IsActive.Set {
-		f.IsActive = in.IsActive.V
+		p = append(p, func(f *webhookFields) { f.IsActive = in.IsActive.V })
 	}
-	return nil
-}
-
-// merge copies into f the fields of patch that in sets (validated by apply).
-func (in webhookInput) merge(f *webhookFields, patch webhookFields) {
-	if in.Name.Set {
-		f.Name = patch.Name
-	}
-	if in.URL.Set {
-		f.URL = patch.URL
-	}
-	if in.EventTypes.Set {
-		f.EventTypes = patch.EventTypes
-	}
-	if in.ApplicationID.Set {
-		f.ApplicationID = patch.ApplicationID
-	}
-	if in.EnvironmentName.Set {
-		f.EnvironmentName = patch.EnvironmentName
-	}
-	if in.Headers.Set {
-		f.Headers = patch.Headers
-	}
-	if in.Description.Set {
-		f.Description = patch.Description
-	}
-	if in.IsActive.Set {
-		f.IsActive = patch.IsActive
-	}
+	return p, nil
 }
 
 // checkText checks that s, trimmed, has between min and max characters and

@@ -106,10 +106,12 @@ func (a *app) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	f := webhookFields{IsActive: true}
-	if err := a.validate.apply(r.Context(), in, &f, true); err != nil {
+	patch, err := a.validate.check(r.Context(), in, true)
+	if err != nil {
 		return err
 	}
+	f := webhookFields{IsActive: true}
+	patch.applyTo(&f)
 	headers, err := headersJSON(f.Headers)
 	if err != nil {
 		return err
@@ -177,8 +179,8 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// Validate before touching the database: a bad field changes nothing.
-	var patch webhookFields
-	if err := a.validate.apply(r.Context(), in, &patch, false); err != nil {
+	patch, err := a.validate.check(r.Context(), in, false)
+	if err != nil {
 		return err
 	}
 	var hook webhook
@@ -191,7 +193,7 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		in.merge(&f, patch)
+		patch.applyTo(&f)
 		headers, err := headersJSON(f.Headers)
 		if err != nil {
 			return err

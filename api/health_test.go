@@ -1,0 +1,102 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/api"
+	"github.com/hookrelay/hookrelay/internal/testdb"
+	"github.com/hookrelay/hookrelay/internal/testredis"
+)
+
+func TestAuth_TokenRequiredOnEveryRouteButHealthChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Token = "s3cret-token" })
+	for _, path := range []string{"/webhooks", "/metrics", "/api/projects/x/nowhere"} {
+		e.do("GET", path, nil).wantError(t, http.StatusUnauthorized, "unauthorized", "Authorization:")
+		e.do("GET", path, nil, "Authorization", "Bearer wrong").wantError(t, http.StatusUnauthorized, "unauthorized", "Authorization:")
+		e.do("GET", path, nil, "Authorization", "s3cret-token").wantError(t, http.StatusUnauthorized, "unauthorized", "Authorization:")
+	}
+	e.do("POST", "/webhooks", validWebhook("https://x.example", nil)).wantError(t, http.StatusUnauthorized, "unauthorized", "")
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks`); n != 0 {
+		t.Fatalf("unauthorized create stored a webhook")
+	}
+	e.do("GET", "/webhooks", nil, "Authorization", "Bearer s3cret-token").want(t, http.StatusOK)
+	e.do("GET", "/healthz", nil).want(t, http.StatusOK)
+	e.do("GET", "/readyz", nil).want(t, http.StatusOK)
+}
+
+func TestHealth_MetricsCountRequestsByRoute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.do("GET", "/webhooks", nil).want(t, http.StatusOK)
+	e.do("GET", "/webhooks/nope", nil).want(t, http.StatusBadRequest)
+	r := e.do("GET", "/metrics", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("/metrics answered %d", r.status)
+	}
+	for _, want := range []string{
+		`hookrelay_api_requests_total{code="200",route="GET /api/projects/{project_id}/webhooks"} 1`,
+		`hookrelay_api_requests_total{code="400",route="GET /api/projects/{project_id}/webhooks/{id}"} 1`,
+		"hookrelay_events_emitted_total 0",
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestHealth_UnknownRoutesAndMethodsAreJSONErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.do("GET", "/nothing-here", nil).wantError(t, http.StatusNotFound, "not_found", "no route")
+	r := e.do("PUT", "/webhooks", "{}")
+	r.wantError(t, http.StatusMethodNotAllowed, "method_not_allowed", "PUT")
+	if !strings.Contains(r.header.Get("Allow"), "POST") {
+		t.Errorf("Allow header %q", r.header.Get("Allow"))
+	}
+}
+
+func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	redisSrv := testredis.StartServer(t)
+	rdb := redisSrv.Client()
+	srv := api.NewServer("127.0.0.1:0", api.New(api.Config{EventTypes: eventTypes}, db.Pool, rdb, nil, nil), nil)
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + srv.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("readyz with everything up: %d %s", code, body)
+	}
+	redisSrv.Kill()
+	code, body := get("/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "redis") || strings.Contains(body, "postgres") {
+		t.Fatalf("readyz with Redis down: %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz with Redis down: %d", code)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if _, err := http.Get("http://" + srv.Addr() + "/healthz"); err == nil {
+		t.Fatalf("server still answers after Stop")
+	}
+}

@@ -1,0 +1,249 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/api"
+)
+
+func TestWebhooks_CreateReturnsSecretOnceAndReadsNeverDo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://hooks.example.com/in", nil)
+	secret, _ := created["secret"].(string)
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("create returned secret %q, want whsec_…", secret)
+	}
+	for _, k := range []string{"id", "name", "url", "event_types", "application_id", "environment_name",
+		"headers", "is_active", "description", "created_at", "updated_at"} {
+		if _, ok := created[k]; !ok {
+			t.Errorf("create response lacks %q: %v", k, created)
+		}
+	}
+	if created["is_active"] != true || created["application_id"] != nil {
+		t.Errorf("defaults: is_active %v, application_id %v", created["is_active"], created["application_id"])
+	}
+	if h, _ := created["headers"].(map[string]any); h["Authorization"] != "Bearer receiver-token" {
+		t.Errorf("headers not returned as stored: %v", created["headers"])
+	}
+	id := created["id"].(string)
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks WHERE id = $1 AND secret = $2 AND project_id = $3`, id, secret, e.project); n != 1 {
+		t.Fatalf("stored secret differs from the one returned")
+	}
+
+	got := e.do("GET", "/webhooks/"+id, nil)
+	one := got.want(t, http.StatusOK)
+	list := e.do("GET", "/webhooks", nil)
+	all := list.want(t, http.StatusOK)
+	hooks, _ := all["webhooks"].([]any)
+	if len(hooks) != 1 {
+		t.Fatalf("list has %d webhooks, want 1: %s", len(hooks), list.body)
+	}
+	if one["id"] != id || one["name"] != "Deploy notifications" {
+		t.Errorf("GET returned %v", one)
+	}
+	for _, body := range [][]byte{got.body, list.body} {
+		if strings.Contains(string(body), "secret") || strings.Contains(string(body), secret) {
+			t.Errorf("a read leaks the secret: %s", body)
+		}
+	}
+}
+
+func TestWebhooks_ListIsEmptyArrayForNewProject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	if got := e.do("GET", "/webhooks", nil); strings.TrimSpace(string(got.body)) != `{"webhooks":[]}` {
+		t.Fatalf("empty list: %d %s", got.status, got.body)
+	}
+}
+
+func TestWebhooks_CreateRejectsBadInputAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	set := func(k string, v any) func(map[string]any) { return func(m map[string]any) { m[k] = v } }
+	many := map[string]string{}
+	for i := range 21 {
+		many["X-Custom-"+string(rune('a'+i))] = "v"
+	}
+	cases := []struct {
+		name   string
+		body   any
+		status int
+		code   string
+		prefix string
+	}{
+		{"empty body", "", 400, "invalid_json", "body:"},
+		{"malformed JSON", `{"name":`, 400, "invalid_json", "body:"},
+		{"syntax error", `{"name" 1}`, 400, "invalid_json", "body:"},
+		{"not an object", `[1,2]`, 400, "invalid_field", "body:"},
+		{"trailing data", `{"name":"a","url":"https://x.example","event_types":["*"]} {}`, 400, "invalid_json", "body:"},
+		{"unknown field", validWebhook("https://x.example", set("secret", "whsec_mine")), 400, "unknown_field", "secret:"},
+		{"wrong type", validWebhook("https://x.example", set("name", 12)), 400, "invalid_field", "name:"},
+		{"wrong element type", validWebhook("https://x.example", set("event_types", []any{1})), 400, "invalid_field", "event_types:"},
+		{"missing name", validWebhook("https://x.example", func(m map[string]any) { delete(m, "name") }), 400, "invalid_field", "name: is required"},
+		{"missing url", validWebhook("https://x.example", func(m map[string]any) { delete(m, "url") }), 400, "invalid_field", "url: is required"},
+		{"missing event types", validWebhook("https://x.example", func(m map[string]any) { delete(m, "event_types") }), 400, "invalid_field", "event_types: is required"},
+		{"blank name", validWebhook("https://x.example", set("name", "  ")), 400, "invalid_field", "name:"},
+		{"long name", validWebhook("https://x.example", set("name", strings.Repeat("n", 201))), 400, "invalid_field", "name:"},
+		{"NUL in name", validWebhook("https://x.example", set("name", "a\x00b")), 400, "invalid_field", "name:"},
+		{"long description", validWebhook("https://x.example", set("description", strings.Repeat("d", 2001))), 400, "invalid_field", "description:"},
+		{"relative url", validWebhook("/hooks", nil), 400, "invalid_field", "url: must be an absolute http or https URL"},
+		{"ftp url", validWebhook("ftp://x.example/in", nil), 400, "invalid_field", "url: must be an absolute http or https URL"},
+		{"url with credentials", validWebhook("https://user:pw@x.example/in", nil), 400, "invalid_field", "url:"},
+		{"url too long", validWebhook("https://x.example/"+strings.Repeat("a", 2048), nil), 400, "invalid_field", "url:"},
+		{"empty event types", validWebhook("https://x.example", set("event_types", []string{})), 400, "invalid_field", "event_types:"},
+		{"unknown event type", validWebhook("https://x.example", set("event_types", []string{"config.exploded"})), 400, "invalid_field", "event_types:"},
+		{"bad application id", validWebhook("https://x.example", set("application_id", "app-1")), 400, "invalid_field", "application_id:"},
+		{"reserved header", validWebhook("https://x.example", set("headers", map[string]string{"content-type": "text/plain"})), 400, "invalid_field", "headers:"},
+		{"signature-prefix header", validWebhook("https://x.example", set("headers", map[string]string{"X-Agenta-Signature": "forged"})), 400, "invalid_field", "headers:"},
+		{"standard webhooks header", validWebhook("https://x.example", set("headers", map[string]string{"webhook-id": "1"})), 400, "invalid_field", "headers:"},
+		{"bad header name", validWebhook("https://x.example", set("headers", map[string]string{"X Bad": "v"})), 400, "invalid_field", "headers:"},
+		{"header value with newline", validWebhook("https://x.example", set("headers", map[string]string{"X-A": "v\r\nX-B: w"})), 400, "invalid_field", "headers:"},
+		{"long header value", validWebhook("https://x.example", set("headers", map[string]string{"X-A": strings.Repeat("v", 1025)})), 400, "invalid_field", "headers:"},
+		{"too many headers", validWebhook("https://x.example", set("headers", many)), 400, "invalid_field", "headers:"},
+		{"null name", validWebhook("https://x.example", set("name", nil)), 400, "invalid_field", "name:"},
+		{"body too large", `{"name":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "body_too_large", "body:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e.do("POST", "/webhooks", c.body).wantError(t, c.status, c.code, c.prefix)
+		})
+	}
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks`); n != 0 {
+		t.Fatalf("%d webhooks stored by rejected requests", n)
+	}
+}
+
+func TestWebhooks_PrivateURLRefusedUnlessAllowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.AllowPrivate = false })
+	for _, u := range []string{"http://127.0.0.1:8080/in", "http://localhost/in", "http://169.254.169.254/latest", "http://[::1]/in", "http://10.0.0.7/in"} {
+		e.do("POST", "/webhooks", validWebhook(u, nil)).wantError(t, 400, "invalid_field", "url: must not point at a private")
+	}
+	e.createWebhook("https://203.0.113.10/in", nil) // a public literal address is fine
+}
+
+func TestWebhooks_PatchChangesOnlyGivenFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	app := uuid.NewString()
+	created := e.createWebhook("https://x.example/in", func(m map[string]any) {
+		m["application_id"] = app
+		m["environment_name"] = "production"
+	})
+	id := created["id"].(string)
+
+	patched := e.do("PATCH", "/webhooks/"+id, map[string]any{
+		"name": "Renamed", "application_id": nil, "is_active": false, "event_types": []string{"*"},
+	}).want(t, http.StatusOK)
+	if patched["name"] != "Renamed" || patched["application_id"] != nil || patched["is_active"] != false {
+		t.Errorf("patch not applied: %v", patched)
+	}
+	if patched["environment_name"] != "production" || patched["url"] != "https://x.example/in" ||
+		patched["description"] != created["description"] {
+		t.Errorf("patch changed fields it did not name: %v", patched)
+	}
+	if _, ok := patched["secret"]; ok {
+		t.Errorf("PATCH returned the secret")
+	}
+	if patched["updated_at"] == created["updated_at"] {
+		t.Errorf("updated_at not bumped")
+	}
+
+	before := e.do("GET", "/webhooks/"+id, nil).body
+	for _, bad := range []struct {
+		body   any
+		prefix string
+	}{
+		{map[string]any{"name": "ok", "url": "mailto:a@b.c"}, "url:"},
+		{map[string]any{"name": nil}, "name:"},
+		{map[string]any{"event_types": []string{}}, "event_types:"},
+		{map[string]any{"headers": map[string]string{"Host": "evil"}}, "headers:"},
+		{map[string]any{"is_active": "yes"}, "is_active:"},
+	} {
+		e.do("PATCH", "/webhooks/"+id, bad.body).wantError(t, 400, "invalid_field", bad.prefix)
+	}
+	if after := e.do("GET", "/webhooks/"+id, nil).body; string(after) != string(before) {
+		t.Fatalf("rejected PATCH changed the webhook:\nbefore %s\nafter  %s", before, after)
+	}
+	e.do("PATCH", "/webhooks/"+uuid.NewString(), map[string]any{"name": "x"}).wantError(t, 404, "not_found", "webhook")
+}
+
+func TestWebhooks_DeleteSkipsPendingDeliveriesInSameTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	id := e.createWebhook("https://x.example/in", nil)["id"].(string)
+	pending := e.insertDelivery(id, time.Now(), "pending")
+	delivered := e.insertDelivery(id, time.Now(), "delivered")
+
+	e.do("DELETE", "/webhooks/"+id, nil).want(t, http.StatusNoContent)
+	if n := e.count(`SELECT count(*) FROM hookrelay.deliveries WHERE id = $1 AND status = 'skipped'`, pending); n != 1 {
+		t.Errorf("pending delivery of deleted webhook not skipped")
+	}
+	if n := e.count(`SELECT count(*) FROM hookrelay.deliveries WHERE id = $1 AND status = 'delivered'`, delivered); n != 1 {
+		t.Errorf("finished delivery changed by delete")
+	}
+	e.do("GET", "/webhooks/"+id, nil).wantError(t, 404, "not_found", "webhook")
+	e.do("DELETE", "/webhooks/"+id, nil).wantError(t, 404, "not_found", "webhook")
+}
+
+func TestWebhooks_AnotherProjectsWebhookIsNotFound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://x.example/in", nil)
+	id := created["id"].(string)
+	d := e.insertDelivery(id, time.Now(), "failed")
+	other := "/api/projects/" + uuid.NewString() + "/webhooks/" + id
+	for _, r := range []struct{ method, path string }{
+		{"GET", other}, {"PATCH", other}, {"DELETE", other},
+		{"POST", other + "/regenerate-secret"}, {"POST", other + "/test"},
+		{"GET", other + "/deliveries"}, {"GET", other + "/deliveries/" + d.String()},
+		{"POST", other + "/deliveries/" + d.String() + "/retry"},
+	} {
+		var body any
+		if r.method == "PATCH" {
+			body = map[string]any{"name": "hijacked"}
+		}
+		e.do(r.method, r.path, body).wantError(t, 404, "not_found", "")
+	}
+	if hooks := e.do("GET", "/api/projects/"+uuid.NewString()+"/webhooks", nil).want(t, 200)["webhooks"].([]any); len(hooks) != 0 {
+		t.Errorf("another project lists %d webhooks", len(hooks))
+	}
+	if got := e.do("GET", "/webhooks/"+id, nil).want(t, 200); got["name"] != created["name"] {
+		t.Errorf("webhook changed through another project: %v", got)
+	}
+}
+
+func TestWebhooks_MalformedIDsAreBadRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.do("GET", "/api/projects/not-a-uuid/webhooks", nil).wantError(t, 400, "invalid_field", "project_id:")
+	e.do("GET", "/webhooks/42", nil).wantError(t, 400, "invalid_field", "id:")
+	e.do("GET", "/webhooks/"+uuid.NewString()+"/deliveries/nope", nil).wantError(t, 400, "invalid_field", "delivery_id:")
+}
+
+func TestWebhooks_RegenerateSecretKeepsOldOneForGracePeriod(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://x.example/in", nil)
+	id, old := created["id"].(string), created["secret"].(string)
+
+	got := e.do("POST", "/webhooks/"+id+"/regenerate-secret", nil).want(t, http.StatusOK)
+	fresh, _ := got["secret"].(string)
+	if !strings.HasPrefix(fresh, "whsec_") || fresh == old {
+		t.Fatalf("regenerate returned secret %q (old %q)", fresh, old)
+	}
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks WHERE id = $1 AND secret = $2 AND previous_secret = $3
+		AND previous_secret_expires_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes'`, id, fresh, old); n != 1 {
+		t.Fatalf("old secret not kept as previous_secret for the grace period")
+	}
+	if strings.Contains(string(e.do("GET", "/webhooks/"+id, nil).body), fresh) {
+		t.Fatalf("GET leaks the new secret")
+	}
+	e.do("POST", "/webhooks/"+uuid.NewString()+"/regenerate-secret", nil).wantError(t, 404, "not_found", "webhook")
+}

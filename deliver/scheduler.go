@@ -139,7 +139,7 @@ func NewScheduler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg SchedulerCo
 		PeriodicJobs:      o.periodic,
 		FetchPollInterval: poll,
 		FetchCooldown:     min(poll, river.FetchCooldownDefault),
-		Logger:            log.With("service", "scheduler"),
+		Logger:            log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)

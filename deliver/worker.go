@@ -129,7 +129,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		jobs:     jobs,
 		cfg:      cfg,
 		m:        m,
-		log:      log.With("service", "worker", "consumer", cfg.Consumer),
+		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		inflight: make(map[string]struct{}),

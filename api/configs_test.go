@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -111,6 +113,40 @@ func TestDeploy_VariantOfAnotherProjectIsAConflict(t *testing.T) {
 		wantError(t, http.StatusConflict, "conflict", "variant_id:")
 	if n := e.count(`SELECT count(*) FROM hookrelay.outbox`); n != 1 {
 		t.Fatalf("%d outbox rows, want only the first deploy's", n)
+	}
+}
+
+func TestDeploy_ConcurrentDeploysOfOneVariantTakeDistinctVersions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	app, variant := uuid.New(), uuid.New()
+	const n = 6
+	versions := make(chan float64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			env := "env-" + strconv.Itoa(i%2)
+			r := e.do("POST", "/configs/deploy", deployBody(app, variant, func(m map[string]any) { m["environment"] = env }))
+			if r.status != http.StatusCreated {
+				t.Errorf("concurrent deploy: %d %s", r.status, r.body)
+				return
+			}
+			var res struct{ Version float64 }
+			_ = json.Unmarshal(r.body, &res)
+			versions <- res.Version
+		})
+	}
+	wg.Wait()
+	close(versions)
+	seen := map[float64]bool{}
+	for v := range versions {
+		if seen[v] || v < 1 || v > n {
+			t.Errorf("version %v taken twice or out of 1..%d", v, n)
+		}
+		seen[v] = true
+	}
+	if c := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE event_type = 'config.deployed'`); c != n {
+		t.Errorf("%d events for %d deploys", c, n)
 	}
 }
 

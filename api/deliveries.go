@@ -25,8 +25,8 @@ const (
 var deliveryStatuses = map[string]bool{"pending": true, "delivered": true, "failed": true, "skipped": true}
 
 // delivery is a delivery as the API shows it. Attempts is a count; the
-// detail (GET .../deliveries/{delivery_id}) adds Payload, the event as the
-// delivery stored it, and AttemptLog ("attempt_log"), the list of its HTTP
+// detail (GET .../deliveries/{delivery_id}) adds Payload, the event data the
+// delivery carries, and AttemptLog ("attempt_log"), the list of its HTTP
 // attempts oldest first; DESIGN.md calls that list "the list of attempts" and
 // the name attempt_log keeps it apart from the attempts count.
 type delivery struct {

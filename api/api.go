@@ -62,8 +62,11 @@ type app struct {
 // projectPath is the prefix of every project-scoped route.
 const projectPath = "/api/projects/{project_id}"
 
-// New returns the API's handler. m may be nil (a private registry is used)
-// and so may log (nothing is logged).
+// New returns the API's handler: the routes under /api/projects/{project_id}
+// (webhooks, their deliveries, /configs/deploy), /healthz, /readyz and
+// /metrics (m's registry), behind the bearer-token check when cfg.Token is
+// set. Requests are counted in m.HTTPRequests by route pattern and status.
+// m may be nil (a private registry is used) and so may log (nothing is logged).
 func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) http.Handler {
 	if m == nil {
 		m = metrics.New()

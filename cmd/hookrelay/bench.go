@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hookrelay/hookrelay/internal/bench"
+)
+
+// benchUsage documents the bench command; the flag list follows it.
+const benchUsage = `usage: hookrelay bench [flags]
+
+Measures emission overhead, relay drain, delivery throughput, end-to-end
+latency, a River-only baseline and the worker's memory, in a database of its
+own (-db, dropped and recreated on the server of DATABASE_URL) and on Redis
+keys "bench:<random>" of REDIS_URL. The defaults are a smoke run of seconds;
+-full takes the sizes of issue 6 (about 10 minutes on 2 cores):
+
+  hookrelay bench -full -json bench.json
+  (= -emit-duration 10s -emit-rounds 3 -drain-events 1000000 -deliveries 100000
+     -rate 1000 -latency-duration 30s -memory-pending 1000000 -memory-duration 60s)
+
+Flags set explicitly win over -full.
+
+`
+
+// benchOptions are the parsed flags of `hookrelay bench`.
+type benchOptions struct {
+	scenario, jsonPath, db, workerBin string
+	full, keep                        bool
+	sizes                             bench.Sizes
+}
+
+// benchFlags declares the flags, with def as the size defaults.
+func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	o := &benchOptions{sizes: def}
+	fs.StringVar(&o.scenario, "scenario", "all", "scenarios to run, comma-separated: all|"+strings.Join(bench.All, "|"))
+	fs.BoolVar(&o.full, "full", false, "use the full sizes of issue 6 for every size flag not set explicitly")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this `path`")
+	fs.StringVar(&o.db, "db", bench.DefaultDatabase, "bench database (dropped and recreated; must start with "+bench.DefaultDatabase+")")
+	fs.BoolVar(&o.keep, "keep", false, "keep the bench database after the run")
+	fs.StringVar(&o.workerBin, "worker-bin", "", "memory: run the worker as a child process, `path` worker, and measure its RSS ('self': this binary); empty: measure an in-process worker")
+	s := &o.sizes
+	fs.IntVar(&s.Writers, "writers", def.Writers, "emit, latency, river: concurrent writers")
+	fs.DurationVar(&s.EmitDuration, "emit-duration", def.EmitDuration, "emit: duration of each variant per round")
+	fs.IntVar(&s.EmitRounds, "emit-rounds", def.EmitRounds, "emit: rounds over all variants (the median counts)")
+	fs.IntVar(&s.DrainEvents, "drain-events", def.DrainEvents, "drain: backlog of events")
+	fs.IntVar(&s.RelayBatch, "relay-batch", def.RelayBatch, "drain, latency: events per relay claim")
+	fs.IntVar(&s.Deliveries, "deliveries", def.Deliveries, "deliver, river: deliveries to send")
+	fs.IntVar(&s.Concurrency, "concurrency", def.Concurrency, "deliveries in flight (hookrelay worker and River baseline alike)")
+	fs.IntVar(&s.PoolSize, "pool", def.PoolSize, "Postgres connections of the worker and of the River baseline")
+	fs.IntVar(&s.Rate, "rate", def.Rate, "latency, river: events emitted per second")
+	fs.DurationVar(&s.LatencyDuration, "latency-duration", def.LatencyDuration, "latency, river: how long events are emitted")
+	fs.IntVar(&s.MemoryPending, "memory-pending", def.MemoryPending, "memory: deliveries pending when the worker starts")
+	fs.DurationVar(&s.MemoryDuration, "memory-duration", def.MemoryDuration, "memory: longest the worker runs (it stops once drained)")
+	return fs, o
+}
+
+// parseBench parses args; with -full, the size flags not given default to
+// bench.Full instead of bench.Smoke.
+func parseBench(args []string) (*benchOptions, error) {
+	fs, o := benchFlags(bench.Smoke())
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: bench takes no arguments, got %q", errUsage, fs.Args())
+	}
+	if o.full {
+		fs, o = benchFlags(bench.Full())
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// runBench runs `hookrelay bench`: the scenarios, a table on stdout and,
+// with -json, the report as JSON.
+func runBench(ctx context.Context, args []string) error {
+	o, err := parseBench(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		if errors.Is(err, errUsage) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	d, err := connect(ctx, false)
+	if err != nil {
+		return err
+	}
+	d.close() // the bench opens its own connections, to its own database
+	cfg := bench.Config{DatabaseURL: d.cfg.DatabaseURL, RedisURL: d.cfg.RedisURL, Database: o.db, Keep: o.keep,
+		Sizes: o.sizes, Log: d.log}
+	if o.workerBin != "" {
+		bin := o.workerBin
+		if bin == "self" {
+			if bin, err = os.Executable(); err != nil {
+				return fmt.Errorf("find this binary: %w", err)
+			}
+		}
+		cfg.WorkerCommand = []string{bin, "worker"}
+	}
+	rep, runErr := bench.Run(ctx, cfg, strings.Split(o.scenario, ","))
+	if rep == nil {
+		return runErr
+	}
+	if err := rep.WriteTable(os.Stdout); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if o.jsonPath != "" {
+		if err := writeJSONFile(o.jsonPath, rep); err != nil {
+			return errors.Join(runErr, err)
+		}
+	}
+	return runErr
+}
+
+func writeJSONFile(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	werr := rep.WriteJSON(f)
+	if cerr := f.Close(); werr == nil && cerr != nil {
+		werr = fmt.Errorf("bench: %w", cerr)
+	}
+	return werr
+}

@@ -1,0 +1,221 @@
+// Package bench measures hookrelay's pipeline on the machine it runs on:
+// emission overhead, relay drain, delivery throughput, end-to-end latency, a
+// River-only baseline and the worker's memory, side by side in one run.
+//
+// Every run works in a database of its own (Config.Database, dropped and
+// created from scratch on the server of Config.DatabaseURL, migrated with
+// migrations.Apply) and on Redis keys of its own ("bench:<random>"), so it
+// never touches an application's data. Webhooks are delivered to a tuned
+// net/http receiver on loopback in the same process.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// Scenario names, in the order All runs them.
+const (
+	ScenarioEmit    = "emit"
+	ScenarioDrain   = "drain"
+	ScenarioDeliver = "deliver"
+	ScenarioLatency = "latency"
+	ScenarioRiver   = "river"
+	ScenarioMemory  = "memory"
+)
+
+// All lists every scenario in run order.
+var All = []string{ScenarioEmit, ScenarioDrain, ScenarioDeliver, ScenarioLatency, ScenarioRiver, ScenarioMemory}
+
+// DefaultDatabase is the database a run creates (and drops) unless told
+// otherwise. Every bench database name must start with it.
+const DefaultDatabase = "hookrelay_bench"
+
+// Sizes are the knobs of the scenarios. Smoke and Full are the two presets.
+type Sizes struct {
+	Writers         int           // emit: concurrent writers
+	EmitDuration    time.Duration // emit: how long each variant runs per round
+	EmitRounds      int           // emit: rounds over all variants; the median round counts
+	DrainEvents     int           // drain: backlog of events, one matching webhook each
+	RelayBatch      int           // drain, latency: events per relay claim
+	Deliveries      int           // deliver, river: deliveries to send
+	Concurrency     int           // deliver, latency, river, memory: deliveries in flight
+	PoolSize        int           // Postgres connections of the worker (and of River's client)
+	Rate            int           // latency, river: events emitted per second
+	LatencyDuration time.Duration // latency, river: how long events are emitted
+	MemoryPending   int           // memory: deliveries pending when the worker starts
+	MemoryDuration  time.Duration // memory: longest the worker runs (it stops early once drained)
+}
+
+// Smoke is the tiny preset: every scenario in seconds.
+func Smoke() Sizes {
+	return Sizes{
+		Writers: 8, EmitDuration: 500 * time.Millisecond, EmitRounds: 1,
+		DrainEvents: 2000, RelayBatch: 500,
+		Deliveries: 500, Concurrency: 32, PoolSize: 16,
+		Rate: 200, LatencyDuration: 1500 * time.Millisecond,
+		MemoryPending: 1000, MemoryDuration: 5 * time.Second,
+	}
+}
+
+// Full is the preset of issue 6 (minutes of work; a quiet machine wanted).
+func Full() Sizes {
+	return Sizes{
+		Writers: 8, EmitDuration: 10 * time.Second, EmitRounds: 3,
+		DrainEvents: 1_000_000, RelayBatch: 500,
+		Deliveries: 100_000, Concurrency: 32, PoolSize: 16,
+		Rate: 1000, LatencyDuration: 30 * time.Second,
+		MemoryPending: 1_000_000, MemoryDuration: 60 * time.Second,
+	}
+}
+
+// Config says where a run works and how big it is.
+type Config struct {
+	// DatabaseURL names the Postgres server; only Database is created on it.
+	DatabaseURL string
+	// RedisURL names the Redis server; only "bench:<random>" keys are used.
+	RedisURL string
+	// Database is the bench's own database, dropped and recreated; it must
+	// start with DefaultDatabase. Default DefaultDatabase.
+	Database string
+	// Keep leaves the database in place after the run (for inspection).
+	Keep bool
+	// WorkerCommand, when set, runs the memory scenario's worker as a child
+	// process (e.g. {"/usr/local/bin/hookrelay", "worker"}) and reads its
+	// peak RSS; otherwise the worker runs in this process.
+	WorkerCommand []string
+	Sizes         Sizes
+	// Log receives progress lines; nil discards them.
+	Log *slog.Logger
+}
+
+// env is what every scenario works with.
+type env struct {
+	cfg     Config
+	log     *slog.Logger
+	dbURL   string        // URL of the bench database
+	pool    *pgxpool.Pool // general-purpose pool on the bench database
+	rdb     *redis.Client
+	prefix  string // Redis key prefix of this run
+	nstream int    // streams handed out so far
+	report  *Report
+}
+
+// Run sets up the bench database and runs the named scenarios (nil or
+// {"all"}: all of them) in the order of All, returning the figures. A
+// scenario that fails ends the run with its error and the figures so far.
+func Run(ctx context.Context, cfg Config, scenarios []string) (*Report, error) {
+	todo, err := selectScenarios(scenarios)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Database == "" {
+		cfg.Database = DefaultDatabase
+	}
+	if !strings.HasPrefix(cfg.Database, DefaultDatabase) {
+		return nil, fmt.Errorf("bench: database %q must start with %q (it is dropped and recreated)", cfg.Database, DefaultDatabase)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Sizes.validate(); err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, log: cfg.Log, prefix: "bench:" + randomHex(6)}
+	e.report = &Report{Started: time.Now().UTC(), Sizes: cfg.Sizes, Scenarios: todo}
+	cleanup, err := e.setup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	e.report.Machine = e.machine(ctx)
+
+	runners := map[string]func(context.Context) error{
+		ScenarioEmit: e.runEmit, ScenarioDrain: e.runDrain, ScenarioDeliver: e.runDeliver,
+		ScenarioLatency: e.runLatency, ScenarioRiver: e.runRiver, ScenarioMemory: e.runMemory,
+	}
+	for _, s := range todo {
+		e.log.Info("bench: scenario starting", "scenario", s)
+		start := time.Now()
+		if err := e.reset(ctx); err != nil {
+			return e.report, err
+		}
+		if err := runners[s](ctx); err != nil {
+			return e.report, fmt.Errorf("scenario %s: %w", s, err)
+		}
+		e.log.Info("bench: scenario done", "scenario", s, "took", time.Since(start).Round(time.Millisecond))
+	}
+	e.report.compare()
+	e.report.Duration = time.Since(e.report.Started).Round(time.Millisecond).String()
+	return e.report, nil
+}
+
+func selectScenarios(names []string) ([]string, error) {
+	if len(names) == 0 || slices.Contains(names, "all") {
+		return All, nil
+	}
+	var out []string
+	for _, s := range All {
+		if slices.Contains(names, s) {
+			out = append(out, s)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(All, n) {
+			return nil, fmt.Errorf("bench: unknown scenario %q (want all or one of %s)", n, strings.Join(All, ", "))
+		}
+	}
+	return out, nil
+}
+
+func (s Sizes) validate() error {
+	var errs []error
+	for name, v := range map[string]int{
+		"writers": s.Writers, "emit rounds": s.EmitRounds, "drain events": s.DrainEvents,
+		"relay batch": s.RelayBatch, "deliveries": s.Deliveries, "concurrency": s.Concurrency,
+		"pool size": s.PoolSize, "rate": s.Rate, "memory pending": s.MemoryPending,
+	} {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"emit duration": s.EmitDuration, "latency duration": s.LatencyDuration, "memory duration": s.MemoryDuration,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench sizes: %w", err)
+	}
+	return nil
+}
+
+// machine describes where the figures were taken.
+func (e *env) machine(ctx context.Context) Machine {
+	m := Machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+	_ = e.pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('synchronous_commit'),
+current_setting('fsync'), current_setting('shared_buffers')`).Scan(&m.Postgres, &m.SynchronousCommit, &m.Fsync, &m.SharedBuffers)
+	if info, err := e.rdb.InfoMap(ctx, "server").Result(); err == nil {
+		m.Redis = info["Server"]["redis_version"]
+	}
+	return m
+}
+
+// stream hands out a fresh stream key and consumer group of this run.
+func (e *env) stream() (key, group string) {
+	e.nstream++
+	key = fmt.Sprintf("%s:%d", e.prefix, e.nstream)
+	return key, key + ":group"
+}

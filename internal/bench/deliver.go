@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// publishChunk bounds the ids one pipelined XADD carries while seeding.
+const publishChunk = 10_000
+
+// workerSide is a running delivery side, as `hookrelay worker` runs it:
+// River's scheduler and the stream worker sharing one pool.
+type workerSide struct {
+	pool   *pgxpool.Pool
+	sched  *deliver.Scheduler
+	worker *deliver.Worker
+}
+
+// startWorker starts a scheduler and a worker on stream key and group.
+func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, error) {
+	s := e.cfg.Sizes
+	pool, err := e.newPool(ctx, s.PoolSize)
+	if err != nil {
+		return nil, err
+	}
+	w := &workerSide{pool: pool}
+	if w.sched, err = deliver.NewScheduler(pool, e.rdb, deliver.SchedulerConfig{Stream: key}, e.log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	w.worker, err = deliver.NewWorker(pool, e.rdb, w.sched.Client(), deliver.Config{
+		Stream: key, Group: group, Concurrency: s.Concurrency,
+		Send: httpsend.Config{AllowPrivate: true},
+	}, metrics.New(), e.log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := w.sched.Start(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := w.worker.Start(ctx); err != nil {
+		_ = w.stop(ctx)
+		return nil, err
+	}
+	return w, nil
+}
+
+// stop stops the worker, then the scheduler, then closes the pool.
+func (w *workerSide) stop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if w.worker != nil {
+		errs = append(errs, w.worker.Stop(ctx))
+	}
+	errs = append(errs, w.sched.Stop(ctx))
+	w.pool.Close()
+	return errors.Join(errs...)
+}
+
+// seedDeliveries creates n pending deliveries of h's webhook and puts their
+// ids on stream key, as the relay would have.
+func (e *env) seedDeliveries(ctx context.Context, h hook, n int, key string) error {
+	data, err := json.Marshal(newDeployment(h.Project, 1))
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	for done := 0; done < n; done += fillChunk {
+		rows, err := e.pool.Query(ctx, `INSERT INTO hookrelay.deliveries
+    (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
+SELECT gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), 6 FROM generate_series(1, $5)
+RETURNING id`, h.ID, h.Project, eventType, data, min(fillChunk, n-done))
+		if err != nil {
+			return fmt.Errorf("seed deliveries: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return fmt.Errorf("seed deliveries: %w", err)
+		}
+		for i := 0; i < len(ids); i += publishChunk {
+			if err := stream.Publish(ctx, e.rdb, key, ids[i:min(i+publishChunk, len(ids))]); err != nil {
+				return fmt.Errorf("seed stream: %w", err)
+			}
+		}
+	}
+	if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE hookrelay.deliveries`); err != nil {
+		return fmt.Errorf("analyse deliveries: %w", err)
+	}
+	return nil
+}
+
+// backlogTimeout is how long n deliveries may take before a scenario gives up
+// (a floor of 100/s: far below anything healthy).
+func backlogTimeout(n int) time.Duration {
+	return time.Minute + time.Duration(n)*10*time.Millisecond
+}
+
+// waitStreamEmpty waits until every entry of key was acknowledged and
+// deleted, which the worker does only after Postgres holds the outcome.
+func (e *env) waitStreamEmpty(ctx context.Context, key string, timeout time.Duration) error {
+	err := waitUntil(ctx, timeout, 10*time.Millisecond, func() (bool, error) {
+		n, err := e.rdb.XLen(ctx, key).Result()
+		return n == 0, err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for stream %s to empty: %w", key, err)
+	}
+	return nil
+}
+
+// runDeliver times the worker delivering Deliveries pending deliveries to the
+// loopback receiver, every attempt recorded.
+func (e *env) runDeliver(ctx context.Context) error {
+	s := e.cfg.Sizes
+	fx, err := e.fixture(ctx)
+	if err != nil {
+		return err
+	}
+	defer fx.rcv.close()
+	rcv, h, key, group := fx.rcv, fx.hook, fx.key, fx.group
+	if err := e.seedDeliveries(ctx, h, s.Deliveries, key); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	w, err := e.startWorker(ctx, key, group)
+	if err != nil {
+		return err
+	}
+	err = rcv.waitDistinct(ctx, s.Deliveries, backlogTimeout(s.Deliveries))
+	if err == nil {
+		err = e.waitStreamEmpty(ctx, key, time.Minute)
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("%w (%s)", err, e.diagnose(ctx, key, group))
+	}
+	if serr := w.stop(ctx); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	if err := e.checkRecorded(ctx, s.Deliveries); err != nil {
+		return err
+	}
+	requests, distinct := rcv.counts()
+	rate := float64(s.Deliveries) / elapsed.Seconds()
+	e.report.add(Figure{Key: "deliver.throughput", Scenario: ScenarioDeliver, Name: "worker, deliveries/s", Value: rate,
+		Unit: "deliveries/s", Goal: "≥ 10,000/s", Ratio: rate / 10_000, RatioOf: "goal", Verdict: verdict(rate >= 10_000),
+		Note: fmt.Sprintf("%d deliveries in %s, concurrency %d, pool %d, %d duplicate requests",
+			s.Deliveries, elapsed.Round(time.Millisecond), s.Concurrency, s.PoolSize, requests-distinct)})
+	return nil
+}
+
+// checkRecorded verifies that n deliveries are delivered with one attempt row each.
+func (e *env) checkRecorded(ctx context.Context, n int) error {
+	var delivered, attempts int
+	err := e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'delivered'),
+       (SELECT count(*) FROM hookrelay.delivery_attempts)`).Scan(&delivered, &attempts)
+	if err != nil {
+		return fmt.Errorf("count delivered: %w", err)
+	}
+	if delivered != n || attempts < n {
+		return fmt.Errorf("%d deliveries delivered and %d attempts recorded; want %d", delivered, attempts, n)
+	}
+	return nil
+}
+
+// diagnose describes where undelivered work sits, for error messages.
+func (e *env) diagnose(ctx context.Context, key, group string) string {
+	var unpublished, pending, retrying, failed int
+	var lastError *string
+	err := e.pool.QueryRow(ctx, `SELECT
+    (SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NULL),
+    (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'pending' AND next_attempt_at IS NULL),
+    (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL),
+    (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'failed'),
+    (SELECT max(last_error) FROM hookrelay.deliveries WHERE last_error IS NOT NULL)`).
+		Scan(&unpublished, &pending, &retrying, &failed, &lastError)
+	if err != nil {
+		return "diagnosis failed: " + err.Error()
+	}
+	xlen, _ := e.rdb.XLen(ctx, key).Result()
+	var inGroup int64
+	if p, err := e.rdb.XPending(ctx, key, group).Result(); err == nil {
+		inGroup = p.Count
+	}
+	s := fmt.Sprintf("outbox unpublished %d; deliveries pending %d, awaiting retry %d, failed %d; stream length %d, unacknowledged %d",
+		unpublished, pending, retrying, failed, xlen, inGroup)
+	if lastError != nil {
+		s += "; a last error: " + *lastError
+	}
+	return s
+}

@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// receiver is the fast webhook receiver on loopback: it reads the body,
+// answers 200 with no body, and remembers when each event first arrived and
+// which delivery ids it saw (to count duplicates).
+type receiver struct {
+	URL string
+
+	srv      *http.Server
+	requests atomic.Int64
+
+	mu         sync.Mutex
+	deliveries map[string]struct{}
+	firstSeen  map[uuid.UUID]time.Time // event id → first receipt
+	changed    chan struct{}
+	header     string // the delivery-id header
+}
+
+// newReceiver starts a receiver on 127.0.0.1; close it with close.
+func newReceiver() (*receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: receiver: listen: %w", err)
+	}
+	r := &receiver{
+		URL:        "http://" + ln.Addr().String() + "/hook",
+		deliveries: make(map[string]struct{}),
+		firstSeen:  make(map[uuid.UUID]time.Time),
+		changed:    make(chan struct{}),
+		header:     "X-Agenta-Delivery",
+	}
+	r.srv = &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = r.srv.Serve(ln) }()
+	return r, nil
+}
+
+// fixture is what a delivering scenario starts from: a receiver, a webhook
+// that delivers to it, and a fresh stream key and group.
+type fixture struct {
+	rcv        *receiver
+	hook       hook
+	key, group string
+}
+
+// fixture starts a receiver (the caller closes it) and creates the webhook.
+func (e *env) fixture(ctx context.Context) (fixture, error) {
+	rcv, err := newReceiver()
+	if err != nil {
+		return fixture{}, err
+	}
+	h, err := e.webhook(ctx, rcv.URL)
+	if err != nil {
+		rcv.close()
+		return fixture{}, err
+	}
+	key, group := e.stream()
+	return fixture{rcv: rcv, hook: h, key: key, group: group}, nil
+}
+
+func (r *receiver) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.srv.Shutdown(ctx)
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	at := time.Now()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	event, ok := eventID(body)
+	w.WriteHeader(http.StatusOK)
+	r.requests.Add(1)
+	r.mu.Lock()
+	r.deliveries[req.Header.Get(r.header)] = struct{}{}
+	if ok {
+		if _, seen := r.firstSeen[event]; !seen {
+			r.firstSeen[event] = at
+		}
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// eventID reads the envelope's id, which deliver.Envelope encodes first.
+func eventID(body []byte) (uuid.UUID, bool) {
+	const prefix = `{"id":"`
+	if bytes.HasPrefix(body, []byte(prefix)) && len(body) >= len(prefix)+36 {
+		if id, err := uuid.ParseBytes(body[len(prefix) : len(prefix)+36]); err == nil {
+			return id, true
+		}
+	}
+	var env struct {
+		ID uuid.UUID `json:"id"`
+	}
+	if json.Unmarshal(body, &env) != nil {
+		return uuid.Nil, false
+	}
+	return env.ID, true
+}
+
+// counts returns how many requests arrived and how many distinct delivery
+// ids they carried.
+func (r *receiver) counts() (requests, distinct int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int(r.requests.Load()), len(r.deliveries)
+}
+
+// reset forgets everything received.
+func (r *receiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests.Store(0)
+	r.deliveries = make(map[string]struct{})
+	r.firstSeen = make(map[uuid.UUID]time.Time)
+}
+
+// received returns when each of ids first arrived (missing ones are absent).
+func (r *receiver) received(ids []uuid.UUID) map[uuid.UUID]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uuid.UUID]time.Time, len(ids))
+	for _, id := range ids {
+		if t, ok := r.firstSeen[id]; ok {
+			out[id] = t
+		}
+	}
+	return out
+}
+
+// waitDistinct waits until n distinct deliveries arrived, or timeout.
+func (r *receiver) waitDistinct(ctx context.Context, n int, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		got, changed := len(r.deliveries), r.changed
+		r.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("bench: %d of %d deliveries received within %s", got, n, timeout)
+		}
+	}
+}
+
+// errTimeout is returned by waitUntil when the condition never held.
+var errTimeout = errors.New("condition not met in time")
+
+// waitUntil polls cond every interval until it holds, fails, or timeout passes.
+func waitUntil(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errTimeout
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -74,4 +75,12 @@ func runMigrate(ctx context.Context, _ []string) error {
 	}
 	d.log.Info("migrated", "hookrelay_applied", len(res.Applied), "river_applied", len(res.RiverApplied))
 	return nil
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

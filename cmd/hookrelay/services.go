@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+
+	"github.com/hookrelay/hookrelay/api"
+	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/reconcile"
+	"github.com/hookrelay/hookrelay/internal/retention"
+	"github.com/hookrelay/hookrelay/internal/service"
+	"github.com/hookrelay/hookrelay/relay"
+)
+
+// shutdownTimeout bounds how long a stopping process waits for in-flight work.
+const shutdownTimeout = 30 * time.Second
+
+func sendConfig(c config.Config) httpsend.Config {
+	return httpsend.Config{
+		Timeout:          c.Timeout,
+		AllowPrivate:     c.AllowPrivateNetworks,
+		UserAgent:        c.UserAgent,
+		HeaderPrefix:     c.HeaderPrefix,
+		StandardWebhooks: c.StandardWebhooks,
+		RetryAfterMax:    c.RetryAfterMax,
+	}
+}
+
+func newRelay(d *deps, m *metrics.Metrics) *relay.Relay {
+	return relay.New(d.pool, d.rdb, relay.Config{
+		Stream:       d.cfg.Stream,
+		BatchSize:    d.cfg.RelayBatch,
+		PollInterval: d.cfg.PollInterval,
+		MaxAttempts:  d.cfg.MaxAttempts,
+	}, m, d.log.With("service", "relay"))
+}
+
+// newDelivery builds River's scheduler (retries, reconcile, retention) and
+// the stream worker that shares its client. wake nudges an in-process relay.
+func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, error) {
+	c := d.cfg
+	rc := reconcile.Config{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter, Interval: c.ReconcileInterval, BatchSize: 1000}
+	ret := retention.Config{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries, Interval: c.RetentionInterval, BatchSize: 1000}
+	recWorker := reconcile.NewWorker(d.pool, d.rdb, rc, wake, m, d.log.With("service", "reconcile"))
+	retWorker := retention.NewWorker(d.pool, ret, m, d.log.With("service", "retention"))
+	sched, err := deliver.NewScheduler(d.pool, d.rdb, deliver.SchedulerConfig{Stream: c.Stream}, d.log.With("service", "scheduler"),
+		deliver.WithJobs(func(w *river.Workers) error {
+			return errors.Join(reconcile.Register(w, recWorker), retention.Register(w, retWorker))
+		}, reconcile.PeriodicJob(rc), retention.PeriodicJob(ret)))
+	if err != nil {
+		return nil, err
+	}
+	worker, err := deliver.NewWorker(d.pool, d.rdb, sched.Client(), deliver.Config{
+		Stream:        c.Stream,
+		Group:         c.Group,
+		Concurrency:   c.WorkerConcurrency,
+		ClaimIdle:     c.ClaimIdle,
+		RetrySchedule: c.RetrySchedule,
+		MaxAttempts:   c.MaxAttempts,
+		Send:          sendConfig(c),
+	}, m, d.log.With("service", "worker"))
+	if err != nil {
+		return nil, err
+	}
+	return []service.Service{sched, worker}, nil
+}
+
+func newAPI(d *deps, m *metrics.Metrics) *api.Server {
+	c := d.cfg
+	h := api.New(api.Config{
+		Token:        c.APIToken,
+		AllowPrivate: c.AllowPrivateNetworks,
+		SecretGrace:  c.SecretGrace,
+		EventTypes:   c.EventTypes,
+		Stream:       c.Stream,
+		Send:         sendConfig(c),
+	}, d.pool, d.rdb, m, d.log.With("service", "api"))
+	return api.NewServer(c.APIAddr, h, d.log.With("service", "api"))
+}
+
+// withMetrics adds a /metrics server on HOOKRELAY_METRICS_ADDR, when set, to
+// a process that has no API server of its own.
+func withMetrics(d *deps, m *metrics.Metrics, services ...service.Service) []service.Service {
+	if d.cfg.MetricsAddr == "" {
+		return services
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	return append(services, api.NewServer(d.cfg.MetricsAddr, mux, d.log.With("service", "metrics")))
+}
+
+// serve runs services until ctx ends (SIGTERM/SIGINT), then stops them in
+// reverse order within shutdownTimeout.
+func serve(ctx context.Context, d *deps, services ...service.Service) error {
+	return service.Run(ctx, d.log, nil, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), shutdownTimeout)
+	}, services...)
+}
+
+func runRelay(ctx context.Context, _ []string) error {
+	d, err := connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	m := metrics.New()
+	return serve(ctx, d, withMetrics(d, m, newRelay(d, m))...)
+}
+
+func runWorker(ctx context.Context, _ []string) error {
+	d, err := connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	m := metrics.New()
+	svcs, err := newDelivery(d, m, nil)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, d, withMetrics(d, m, svcs...)...)
+}
+
+func runAPI(ctx context.Context, _ []string) error {
+	d, err := connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	return serve(ctx, d, newAPI(d, metrics.New()))
+}
+
+func runAll(ctx context.Context, _ []string) error {
+	d, err := connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	svcs, err := allServices(d, metrics.New())
+	if err != nil {
+		return err
+	}
+	return serve(ctx, d, svcs...)
+}
+
+// allServices is what `run` and `demo` start: relay, scheduler, worker, API.
+func allServices(d *deps, m *metrics.Metrics) ([]service.Service, error) {
+	r := newRelay(d, m)
+	delivery, err := newDelivery(d, m, r.Wake)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]service.Service{r}, delivery...), newAPI(d, m)), nil
+}

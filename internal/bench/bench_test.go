@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,9 +50,12 @@ func TestRun_SmokeEveryScenarioProducesSaneFigures(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rep, err := bench.Run(ctx, smokeConfig(t), []string{"all"})
+	cfg := smokeConfig(t)
+	var logs syncBuffer
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := bench.Run(ctx, cfg, []string{"all"})
 	if err != nil {
-		t.Fatalf("bench run: %v", err)
+		t.Fatalf("bench run: %v\nwarnings and errors logged:\n%s", err, logs.String())
 	}
 	want := []string{
 		"emit.none", "emit.plain", "emit.go", "emit.sql", "emit.trigger", "emit.go_idle",
@@ -98,6 +103,24 @@ func TestRun_SmokeEveryScenarioProducesSaneFigures(t *testing.T) {
 		t.Errorf("JSON does not round-trip (%v): %d figures, want %d", err, len(back.Figures), len(rep.Figures))
 	}
 	t.Logf("\n%s", table.String())
+}
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestRun_RefusesADatabaseThatIsNotABenchDatabase proves the bench never

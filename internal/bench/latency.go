@@ -178,6 +178,13 @@ func (e *env) runLatency(ctx context.Context) error {
 		return fmt.Errorf("%w (%s)", err, e.diagnose(ctx, key, group))
 	}
 	e.addLatencies(ScenarioLatency, "latency", "commit → receipt", lat, p, 5, 25)
+	failed, err := e.failedAttempts(ctx)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		e.report.Figures[len(e.report.Figures)-1].Note = fmt.Sprintf("%d failed attempts (retried after 1s)", failed)
+	}
 	return nil
 }
 

@@ -154,8 +154,8 @@ func (r *Relay) Name() string { return "relay" }
 func (r *Relay) Start(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.started {
-		return errors.New("relay: already started")
+	if r.started || r.stopping() {
+		return errors.New("relay: already started or stopped; a Relay runs once")
 	}
 	if r.cfg.Stream == "" {
 		return errors.New("relay: no stream key configured")

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -61,10 +62,11 @@ func TestRelay_WakePublishesWithoutNotify(t *testing.T) {
 // quietRelay starts a relay and returns once it has made its two start-up
 // passes (the first at start, the second for the LISTEN connection's
 // catch-up) and waits: from then on only a NOTIFY, Wake or the poll make it
-// look again.
+// look again (the settle claim is disabled).
 func (e *env) quietRelay(poll time.Duration) *relay.Relay {
 	e.t.Helper()
 	r, _ := e.relay(poll, 100, false)
+	relay.SetSettleDelay(r, time.Hour)
 	waits := make(chan struct{}, 100)
 	relay.SetOnWait(r, func() { waits <- struct{}{} })
 	if err := r.Start(context.Background()); err != nil {
@@ -195,4 +197,39 @@ func TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim(t *testing.
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the straddling event on the stream", func() bool { return e.eventsOnStream()[id] })
+}
+
+// TestRelay_LostListenConnectionReconnectsAndCatchesUp kills the relay's
+// LISTEN session: an event committed while it is gone sends a NOTIFY no one
+// hears, the poll is an hour away, so only the catch-up after re-LISTEN can
+// publish it.
+func TestRelay_LostListenConnectionReconnectsAndCatchesUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	e.quietRelay(time.Hour)
+	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+	listenerPID := func() (pid int) {
+		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN `+relay.Channel+`'`).Scan(&pid)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	old := listenerPID()
+	if old == 0 {
+		t.Fatal("no LISTEN session found")
+	}
+	var killed bool
+	if err := e.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, old).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the LISTEN session: %t, %v", killed, err)
+	}
+	waitFor(t, 5*time.Second, "the LISTEN session to end", func() bool { return listenerPID() != old })
+	id := e.emit("config.deployed", map[string]any{}) // its NOTIFY finds no listener
+	waitFor(t, 10*time.Second, "the event on the stream after the reconnect", func() bool { return e.eventsOnStream()[id] })
+	if pid := listenerPID(); pid == 0 {
+		t.Fatal("no LISTEN session after the reconnect")
+	}
 }

@@ -45,8 +45,20 @@ FOR NO KEY UPDATE SKIP LOCKED`
 )
 SELECT id, true FROM created
 UNION ALL
-SELECT d.id, false FROM hookrelay.deliveries d
-WHERE d.event_id = ANY ($1) AND d.status = 'pending' AND d.next_attempt_at IS NULL`
+SELECT d.id, false FROM (
+    -- OFFSET 0 keeps the status test out of the scan: the lookup goes
+    -- through the (event_id, webhook_id) index, never through the partial
+    -- index of all pending deliveries, which grows with the backlog.
+    SELECT id, status, next_attempt_at FROM hookrelay.deliveries WHERE event_id = ANY ($1) OFFSET 0
+) d
+WHERE d.status = 'pending' AND d.next_attempt_at IS NULL`
+
+	// planSQL pins the relay's statements to index scans, for the
+	// transaction it runs in only. Right after a burst the statistics are
+	// stale (the tables look empty), and the planner otherwise bitmap-scans
+	// and sorts the whole backlog on every claim, or scans whole tables,
+	// which makes draining a large backlog quadratic.
+	planSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
 	markPublishedSQL = `UPDATE hookrelay.outbox SET published_at = now() WHERE id = ANY ($1)`
 
@@ -61,8 +73,8 @@ WHERE d.event_id = ANY ($1) AND d.status = 'pending' AND d.next_attempt_at IS NU
 // returns how many events it published (0: nothing was claimable).
 //
 // Round trips: BEGIN+claim (one pipelined batch) on connection A, the
-// fan-out on connection B (autocommit), one pipelined XADD, UPDATE+COMMIT
-// (one pipelined batch) on A.
+// fan-out in its own transaction on connection B (one pipelined batch), one
+// pipelined XADD, UPDATE+COMMIT (one pipelined batch) on A.
 func (r *Relay) batch(ctx context.Context) (int, error) {
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -83,12 +95,15 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(planSQL)
 	b.Queue(claimSQL, r.cfg.BatchSize)
 	br := conn.SendBatch(ctx, b)
 	inTx = true
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return 0, fmt.Errorf("claim outbox batch: begin: %w", err)
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return 0, fmt.Errorf("claim outbox batch: begin: %w", err)
+		}
 	}
 	rows, err := br.Query()
 	var events []uuid.UUID
@@ -143,18 +158,33 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	return len(events), nil
 }
 
-// fanOut creates the deliveries of events (committed when it returns) and
+// fanOut creates the deliveries of events on a second connection, in its own
+// transaction (committed when it returns, in one pipelined round trip), and
 // returns the ids to publish and how many of them it created.
-func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) ([]uuid.UUID, int, error) {
-	rows, err := r.pool.Query(ctx, fanOutSQL, events, r.cfg.MaxAttempts)
+func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) (ids []uuid.UUID, created int, err error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(planSQL)
+	b.Queue(fanOutSQL, events, r.cfg.MaxAttempts)
+	b.Queue("COMMIT")
+	br := r.pool.SendBatch(ctx, b) // a failed transaction's connection is discarded on Close
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("fan out %d events: %w", len(events), cerr)
+		}
+	}()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, 0, fmt.Errorf("fan out %d events: begin: %w", len(events), err)
+		}
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
 	}
 	var (
-		ids     []uuid.UUID
-		created int
-		id      uuid.UUID
-		isNew   bool
+		id    uuid.UUID
+		isNew bool
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &isNew}, func() error {
 		ids = append(ids, id)
@@ -165,6 +195,13 @@ func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) ([]uuid.UUID, in
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return nil, 0, fmt.Errorf("fan out %d events: commit: %w", len(events), err)
+	}
+	if tag.String() != "COMMIT" {
+		return nil, 0, fmt.Errorf("fan out %d events: commit answered %q", len(events), tag.String())
 	}
 	return ids, created, nil
 }

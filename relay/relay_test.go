@@ -103,9 +103,14 @@ func TestRelay_StartedAfterEventsWereWrittenCatchesUp(t *testing.T) {
 	}
 	// Their NOTIFYs went to no one; only the catch-up at start finds them
 	// (the poll is an hour away).
-	e.relay(time.Hour, 20, true)
+	_, m := e.relay(time.Hour, 20, true)
 	waitFor(t, 10*time.Second, "the backlog published", func() bool { return e.unpublished() == 0 })
 	e.checkAllOnStream(ids, nil)
+	waitFor(t, 5*time.Second, "the relay to count 50 events", func() bool { return value(m.EventsRelayed) == 50 })
+	if value(m.RelayLag) <= 0 || value(m.EventsRelayed) != 50 || value(m.RelayBatches) < 3 {
+		t.Fatalf("metrics: lag %v (want the backlog's age), %v events, %v batches",
+			value(m.RelayLag), value(m.EventsRelayed), value(m.RelayBatches))
+	}
 }
 
 func TestRelay_KilledBetweenXAddAndMarkPublishedLosesNothing(t *testing.T) {

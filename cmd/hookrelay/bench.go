@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/hookrelay/hookrelay/internal/bench"
@@ -31,6 +32,7 @@ Flags set explicitly win over -full.
 // benchOptions are the parsed flags of `hookrelay bench`.
 type benchOptions struct {
 	scenario, jsonPath, db, workerBin string
+	cpuProfile                        string
 	full, keep                        bool
 	sizes                             bench.Sizes
 }
@@ -47,6 +49,7 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.BoolVar(&o.full, "full", false, "use the full sizes of issue 6 for every size flag not set explicitly")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this `path`")
 	fs.StringVar(&o.db, "db", bench.DefaultDatabase, "bench database (dropped and recreated; must start with "+bench.DefaultDatabase+")")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (harness, receiver and in-process relay/worker) to this `path`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database after the run")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "memory: run the worker as a child process, `path` worker, and measure its RSS ('self': this binary); empty: measure an in-process worker")
 	s := &o.sizes
@@ -62,6 +65,7 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.DurationVar(&s.LatencyDuration, "latency-duration", def.LatencyDuration, "latency, river: how long events are emitted")
 	fs.IntVar(&s.MemoryPending, "memory-pending", def.MemoryPending, "memory: deliveries pending when the worker starts")
 	fs.DurationVar(&s.MemoryDuration, "memory-duration", def.MemoryDuration, "memory: longest the worker runs (it stops once drained)")
+	fs.DurationVar(&s.RiverFetchCooldown, "river-fetch-cooldown", def.RiverFetchCooldown, "river: the baseline's River FetchCooldown (River's default: 100ms)")
 	return fs, o
 }
 
@@ -113,6 +117,13 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		cfg.WorkerCommand = []string{bin, "worker"}
 	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep, runErr := bench.Run(ctx, cfg, strings.Split(o.scenario, ","))
 	if rep == nil {
 		return runErr
@@ -138,4 +149,20 @@ func writeJSONFile(path string, rep *bench.Report) error {
 		werr = fmt.Errorf("bench: %w", cerr)
 	}
 	return werr
+}
+
+// startCPUProfile profiles this process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -54,6 +54,10 @@ type Sizes struct {
 	LatencyDuration time.Duration // latency, river: how long events are emitted
 	MemoryPending   int           // memory: deliveries pending when the worker starts
 	MemoryDuration  time.Duration // memory: longest the worker runs (it stops early once drained)
+	// RiverFetchCooldown is the River baseline's FetchCooldown: at most one
+	// fetch of up to Concurrency jobs per cooldown (River's default 100ms
+	// caps a client near Concurrency×10 jobs/s).
+	RiverFetchCooldown time.Duration
 }
 
 // Smoke is the tiny preset: every scenario in seconds.
@@ -64,6 +68,7 @@ func Smoke() Sizes {
 		Deliveries: 500, Concurrency: 32, PoolSize: 16,
 		Rate: 200, LatencyDuration: 1500 * time.Millisecond,
 		MemoryPending: 1000, MemoryDuration: 5 * time.Second,
+		RiverFetchCooldown: 100 * time.Millisecond,
 	}
 }
 
@@ -75,6 +80,7 @@ func Full() Sizes {
 		Deliveries: 100_000, Concurrency: 32, PoolSize: 16,
 		Rate: 1000, LatencyDuration: 30 * time.Second,
 		MemoryPending: 1_000_000, MemoryDuration: 60 * time.Second,
+		RiverFetchCooldown: 100 * time.Millisecond,
 	}
 }
 
@@ -190,6 +196,7 @@ func (s Sizes) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"emit duration": s.EmitDuration, "latency duration": s.LatencyDuration, "memory duration": s.MemoryDuration,
+		"river fetch cooldown": s.RiverFetchCooldown,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))

@@ -101,10 +101,11 @@ func (e *env) newRiverBaseline(ctx context.Context) (*riverBaseline, error) {
 		return nil, fmt.Errorf("register baseline worker: %w", err)
 	}
 	b.client, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:  migrations.Schema,
-		Queues:  map[string]river.QueueConfig{riverQueue: {MaxWorkers: s.Concurrency}},
-		Workers: workers,
-		Logger:  e.log,
+		Schema:        migrations.Schema,
+		Queues:        map[string]river.QueueConfig{riverQueue: {MaxWorkers: s.Concurrency}},
+		Workers:       workers,
+		FetchCooldown: s.RiverFetchCooldown,
+		Logger:        e.log,
 	})
 	if err != nil {
 		pool.Close()
@@ -241,7 +242,7 @@ func (e *env) riverThroughput(ctx context.Context, rcv *receiver, h hook) error 
 	requests, distinct := rcv.counts()
 	rate := float64(s.Deliveries) / elapsed.Seconds()
 	e.report.add(Figure{Key: "river.throughput", Scenario: ScenarioRiver, Name: "River-only worker, deliveries/s", Value: rate,
-		Unit: "deliveries/s", Note: fmt.Sprintf("%d jobs in %s, %d workers, pool %d, River defaults, %d duplicate requests",
-			s.Deliveries, elapsed.Round(time.Millisecond), s.Concurrency, s.PoolSize, requests-distinct)})
+		Unit: "deliveries/s", Note: fmt.Sprintf("%d jobs in %s, %d workers, pool %d, fetch cooldown %s, %d duplicate requests",
+			s.Deliveries, elapsed.Round(time.Millisecond), s.Concurrency, s.PoolSize, s.RiverFetchCooldown, requests-distinct)})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -12,6 +13,9 @@ import (
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/migrations"
 )
+
+// defaultPoolSize is the Postgres pool size when DATABASE_URL sets none.
+const defaultPoolSize = 20
 
 // deps are what every command connects to.
 type deps struct {
@@ -31,6 +35,11 @@ func connect(ctx context.Context, needRedis bool) (*deps, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		// pgxpool's default, max(4, CPUs), starves a worker running 32
+		// deliveries at once; the URL's pool_max_conns overrides this.
+		pcfg.MaxConns = defaultPoolSize
 	}
 	if d.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)

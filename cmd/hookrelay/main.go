@@ -6,6 +6,7 @@
 //	hookrelay api       serve the HTTP API
 //	hookrelay run       all of the above in one process
 //	hookrelay demo      a self-contained walkthrough
+//	hookrelay bench     measure the pipeline; see BENCHMARKS.md
 //	hookrelay healthcheck [url]  exit 0 when the URL answers 200 (container health checks)
 //
 // Configuration comes from the environment (see the README). The binary only
@@ -35,6 +36,7 @@ func commands() []command {
 		{"api", "serve the HTTP API", runAPI},
 		{"run", "relay, worker and API in one process", runAll},
 		{"demo", "self-contained walkthrough: deliver one webhook and show it", runDemo},
+		{"bench", "measure the pipeline (emission, relay, delivery, latency, River baseline, memory)", runBench},
 		{"healthcheck", "GET a health URL (default http://127.0.0.1:8080/healthz); exit 0 on 200", runHealthcheck},
 	}
 }

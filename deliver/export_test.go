@@ -8,3 +8,6 @@ func (w *Worker) Kill() {
 	w.kill()
 	w.loops.Wait()
 }
+
+// RecordTransactions is how many recording transactions the worker committed.
+func (w *Worker) RecordTransactions() int64 { return w.recordTxs.Load() }

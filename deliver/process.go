@@ -87,8 +87,9 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 			w.log.Error("load deliveries; entries left pending for reclaim", "entries", len(jobs), "err", err)
 		}
 		for _, j := range jobs {
-			w.done(j)
+			w.forget(j)
 		}
+		w.release(len(jobs))
 		return
 	}
 	w.work.Add(len(jobs))
@@ -97,12 +98,18 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	}
 }
 
-// done releases a job's slot.
-func (w *Worker) done(j job) {
+// forget drops a job from the entries being processed here.
+func (w *Worker) forget(j job) {
 	w.mu.Lock()
 	delete(w.inflight, j.msg.ID)
 	w.mu.Unlock()
-	w.release(1)
+}
+
+// finish ends a job that dispatch started: its entry is acknowledged or left
+// pending, and it no longer counts as in flight.
+func (w *Worker) finish(j job) {
+	w.forget(j)
+	w.work.Done()
 }
 
 // load reads the deliveries and webhooks of a batch in one query.
@@ -132,47 +139,58 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 	return out, nil
 }
 
-// handle processes one entry in its own goroutine. A processing error leaves
-// the entry pending for the claim loop.
+// handle processes one entry in its own goroutine and releases its slot when
+// the HTTP attempt is over: recording it is the recorder's work, which
+// finishes the job. A processing error leaves the entry pending for the claim
+// loop.
 func (w *Worker) handle(ctx context.Context, j job, t *target) {
-	defer w.work.Done()
-	defer w.done(j)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			w.finish(j)
+		}
+		w.release(1)
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			w.log.Error("processing a delivery panicked; entry left pending for reclaim",
 				"delivery_id", j.id, "entry", j.msg.ID, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	if err := w.process(ctx, j, t); err != nil && !w.isKilled() {
+	var err error
+	if handedOff, err = w.process(ctx, j, t); err != nil && !w.isKilled() {
 		w.log.Error("process delivery; entry left pending for reclaim",
 			"delivery_id", j.id, "entry", j.msg.ID, "err", err)
 	}
 }
 
-// process delivers one entry and acknowledges it once Postgres holds the outcome.
-func (w *Worker) process(ctx context.Context, j job, t *target) error {
+// process delivers one entry. An entry that needs no HTTP attempt is settled
+// and acknowledged here; after an attempt, process hands the result to the
+// recorder (handedOff), which acknowledges the entry once Postgres holds the
+// outcome.
+func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool, err error) {
 	switch {
 	case t == nil:
 		w.m.UnknownDeliveries.Inc()
 		w.log.Warn("stream entry names a delivery that does not exist; dropped (the reconciler owns recovery)",
 			"delivery_id", j.id, "entry", j.msg.ID)
-		return w.ack(ctx, j.msg.ID)
+		return false, w.ack(ctx, j.msg.ID)
 	case t.Status != statusPending:
-		return w.ack(ctx, j.msg.ID) // a duplicate entry of a finished delivery
+		return false, w.ack(ctx, j.msg.ID) // a duplicate entry of a finished delivery
 	case !t.Due:
-		return w.ack(ctx, j.msg.ID) // its scheduled retry job will publish it when due
+		return false, w.ack(ctx, j.msg.ID) // its scheduled retry job will publish it when due
 	case !t.WebhookFound || !t.Active:
-		return w.finishUnsent(ctx, j, t, statusSkipped, skipReason(t))
+		return false, w.finishUnsent(ctx, j, t, statusSkipped, skipReason(t))
 	}
 	maxAttempts := cmpPositive(t.MaxAttempts, w.cfg.MaxAttempts)
 	if t.Attempts >= maxAttempts {
-		return w.finishUnsent(ctx, j, t, statusFailed, "no attempts left")
+		return false, w.finishUnsent(ctx, j, t, statusFailed, "no attempts left")
 	}
 
 	body, err := Envelope{ID: t.EventID, Type: t.EventType, Timestamp: t.EventAt,
 		ProjectID: t.ProjectID, Data: t.Payload}.Encode()
 	if err != nil {
-		return err
+		return false, err
 	}
 	secrets := []string{deref(t.Secret)}
 	if t.PrevSecret != nil && *t.PrevSecret != "" {
@@ -186,13 +204,10 @@ func (w *Worker) process(ctx context.Context, j job, t *target) error {
 		Secrets:    secrets,
 		Headers:    headerMap(t.Headers),
 	})
-	if w.isKilled() {
-		return errAbandoned
+	if w.isKilled() || !w.submit(ctx, attempted{j: j, t: t, res: res}) {
+		return false, errAbandoned
 	}
-	if err := w.record(ctx, t, res); err != nil {
-		return err
-	}
-	return w.ack(ctx, j.msg.ID)
+	return true, nil
 }
 
 // finishUnsent ends a delivery without sending it, then acknowledges its entry.
@@ -220,18 +235,21 @@ func skipReason(t *target) string {
 	return "webhook inactive"
 }
 
-// ack acknowledges and deletes an entry in one round trip.
-func (w *Worker) ack(ctx context.Context, entryID string) error {
+// ack acknowledges and deletes entries in one round trip.
+func (w *Worker) ack(ctx context.Context, entryIDs ...string) error {
 	if w.isKilled() {
 		return errAbandoned
 	}
+	if len(entryIDs) == 0 {
+		return nil
+	}
 	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, entryID)
-		p.XDel(ctx, w.cfg.Stream, entryID)
+		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, entryIDs...)
+		p.XDel(ctx, w.cfg.Stream, entryIDs...)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("ack entry %s: %w", entryID, err)
+		return fmt.Errorf("ack %d entries (first %s): %w", len(entryIDs), entryIDs[0], err)
 	}
 	return nil
 }

@@ -25,29 +25,36 @@ UPDATE hookrelay.deliveries
 SET status = $2, last_error = $3, next_attempt_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'pending'`
 
-// lockDelivery locks the delivery row for recording an attempt.
-const lockDelivery = `
-SELECT status, attempts, max_attempts FROM hookrelay.deliveries WHERE id = $1 FOR UPDATE`
+// lockDeliveries locks the delivery rows of one recording batch, in id order
+// so that concurrent batches sharing rows cannot deadlock.
+const lockDeliveries = `
+SELECT id, status, attempts, max_attempts FROM hookrelay.deliveries
+WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 
-// updateDelivery records the outcome of an attempt on the delivery row.
-// delivered_at is set when the delivery becomes delivered, and kept otherwise.
-const updateDelivery = `
-UPDATE hookrelay.deliveries
-SET attempts = $2,
-    status = $3,
-    next_attempt_at = $4,
-    last_attempt_at = $5,
-    last_response_status = $6,
-    last_error = $7,
-    delivered_at = CASE WHEN $3 = 'delivered' AND status <> 'delivered' THEN now() ELSE delivered_at END,
+// updateDeliveries records the outcome of the latest attempt of each delivery
+// of a batch (one array element per delivery). delivered_at is set when the
+// delivery becomes delivered, and kept otherwise.
+const updateDeliveries = `
+UPDATE hookrelay.deliveries d
+SET attempts = u.attempts,
+    status = u.status,
+    next_attempt_at = u.next_attempt_at,
+    last_attempt_at = u.last_attempt_at,
+    last_response_status = u.last_response_status,
+    last_error = u.last_error,
+    delivered_at = CASE WHEN u.status = 'delivered' AND d.status <> 'delivered' THEN now() ELSE d.delivered_at END,
     updated_at = now()
-WHERE id = $1`
+FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::integer[], $7::text[])
+    AS u(id, attempts, status, next_attempt_at, last_attempt_at, last_response_status, last_error)
+WHERE d.id = u.id`
 
-// insertAttempt writes the audit row of one HTTP attempt.
-const insertAttempt = `
+// insertAttempts writes the audit rows of a batch's HTTP attempts (one array
+// element per attempt).
+const insertAttempts = `
 INSERT INTO hookrelay.delivery_attempts
     (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::double precision[],
+    $5::integer[], $6::text[], $7::text[], $8::text[])`
 
 // deactivateWebhook turns a webhook off after its endpoint answered 410 Gone.
 const deactivateWebhook = `

@@ -2,13 +2,13 @@ package deliver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
@@ -65,60 +65,174 @@ func (w *Worker) decide(current string, attempt, maxAttempts int, res httpsend.R
 	return d
 }
 
-// record writes the attempt and the delivery's new state in one transaction,
-// with the retry job when one is due, so that Postgres never holds one without
-// the others.
-func (w *Worker) record(ctx context.Context, t *target, res httpsend.Result) error {
-	var d decision
-	var found bool
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		var current string
-		var attempts, maxAttempts int
-		err := tx.QueryRow(ctx, lockDelivery, t.ID).Scan(&current, &attempts, &maxAttempts)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // deleted meanwhile: nothing left to record against
-		}
-		if err != nil {
-			return fmt.Errorf("lock delivery: %w", err)
-		}
-		found = true
-		d = w.decide(current, attempts+1, cmpPositive(maxAttempts, w.cfg.MaxAttempts), res, time.Now())
+// rowState is a delivery's state while a batch is recorded: as locked, then
+// after each of the batch's attempts on it.
+type rowState struct {
+	status      string
+	attempts    int
+	maxAttempts int
+	latest      int // index in the batch of the delivery's latest attempt; -1 before any
+}
 
-		var status *int
-		if res.StatusCode != 0 {
-			status = &res.StatusCode
+// recordBatch writes the attempts of batch and their deliveries' new states in
+// one transaction, with the retry jobs that are due, so that Postgres never
+// holds one without the others. It locks every delivery of the batch first:
+// attempts are numbered after what Postgres holds, and attempts of the same
+// delivery within the batch are numbered in batch order. It fills in found
+// and d of each attempt and, once committed, updates the metrics.
+func (w *Worker) recordBatch(ctx context.Context, batch []attempted) error {
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		states, err := lockStates(ctx, tx, batch)
+		if err != nil {
+			return err
 		}
-		var class *string
-		if res.ErrorClass != "" {
-			class = &res.ErrorClass
-		}
+		now := time.Now()
 		b := &pgx.Batch{}
-		b.Queue(updateDelivery, t.ID, d.attempt, d.status, d.next, res.Started, status, d.lastError)
-		b.Queue(insertAttempt, t.ID, d.attempt, res.Started, float64(res.Duration)/float64(time.Millisecond),
-			status, class, d.lastError, res.Body)
-		if d.gone {
-			b.Queue(deactivateWebhook, t.WebhookID,
-				fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)", res.Started.UTC().Format(time.RFC3339), t.ID))
+		var rows attemptRows
+		var retries []river.InsertManyParams
+		for i := range batch {
+			a := &batch[i]
+			s, ok := states[a.t.ID]
+			a.found = ok
+			if !ok {
+				continue // deleted meanwhile: nothing left to record against
+			}
+			a.d = w.decide(s.status, s.attempts+1, cmpPositive(s.maxAttempts, w.cfg.MaxAttempts), a.res, now)
+			s.status, s.attempts, s.latest = a.d.status, a.d.attempt, i
+			rows.add(a)
+			if a.d.gone {
+				b.Queue(deactivateWebhook, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
+					a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
+			}
+			if a.d.next != nil {
+				retries = append(retries, river.InsertManyParams{Args: RetryArgs{DeliveryID: a.t.ID},
+					InsertOpts: &river.InsertOpts{ScheduledAt: *a.d.next}})
+			}
 		}
+		if rows.n == 0 {
+			return nil
+		}
+		var latest deliveryUpdates
+		for _, s := range states {
+			if s.latest >= 0 {
+				latest.add(&batch[s.latest])
+			}
+		}
+		b.Queue(updateDeliveries, latest.args()...)
+		b.Queue(insertAttempts, rows.args()...)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("record attempt %d: %w", d.attempt, err)
+			return fmt.Errorf("record %d attempts: %w", rows.n, err)
 		}
-		if d.next != nil {
-			if _, err := w.jobs.InsertTx(ctx, tx, RetryArgs{DeliveryID: t.ID},
-				&river.InsertOpts{ScheduledAt: *d.next}); err != nil {
-				return fmt.Errorf("schedule retry: %w", err)
+		if len(retries) > 0 {
+			if _, err := w.jobs.InsertManyTx(ctx, tx, retries); err != nil {
+				return fmt.Errorf("schedule %d retries: %w", len(retries), err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record delivery %s: %w", t.ID, err)
+		return fmt.Errorf("record %d deliveries: %w", len(batch), err)
 	}
-	if !found {
+	w.recordTxs.Add(1)
+	for _, a := range batch {
+		if a.found {
+			w.observe(a.t, a.d, a.res)
+		}
+	}
+	return nil
+}
+
+// lockStates locks the deliveries of a batch and returns their states.
+func lockStates(ctx context.Context, tx pgx.Tx, batch []attempted) (map[uuid.UUID]*rowState, error) {
+	ids := make([]uuid.UUID, len(batch))
+	for i, a := range batch {
+		ids[i] = a.t.ID
+	}
+	rows, err := tx.Query(ctx, lockDeliveries, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock deliveries: %w", err)
+	}
+	states := make(map[uuid.UUID]*rowState, len(batch))
+	for rows.Next() {
+		var id uuid.UUID
+		s := &rowState{latest: -1}
+		if err := rows.Scan(&id, &s.status, &s.attempts, &s.maxAttempts); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("lock deliveries: %w", err)
+		}
+		states[id] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock deliveries: %w", err)
+	}
+	return states, nil
+}
+
+// deliveryUpdates are the columns of updateDeliveries, one element per delivery.
+type deliveryUpdates struct {
+	ids               []uuid.UUID
+	attempts          []int32
+	statuses          []string
+	next, lastAttempt []*time.Time
+	lastStatus        []*int32
+	lastError         []*string
+}
+
+func (u *deliveryUpdates) add(a *attempted) {
+	started := a.res.Started
+	u.ids = append(u.ids, a.t.ID)
+	u.attempts = append(u.attempts, int32(a.d.attempt))
+	u.statuses = append(u.statuses, a.d.status)
+	u.next = append(u.next, a.d.next)
+	u.lastAttempt = append(u.lastAttempt, &started)
+	u.lastStatus = append(u.lastStatus, statusCode(a.res))
+	u.lastError = append(u.lastError, a.d.lastError)
+}
+
+func (u *deliveryUpdates) args() []any {
+	return []any{u.ids, u.attempts, u.statuses, u.next, u.lastAttempt, u.lastStatus, u.lastError}
+}
+
+// attemptRows are the columns of insertAttempts, one element per attempt.
+type attemptRows struct {
+	n          int
+	ids        []uuid.UUID
+	attempts   []int32
+	started    []time.Time
+	durationMS []float64
+	status     []*int32
+	class      []*string
+	errs       []*string
+	bodies     []string
+}
+
+func (r *attemptRows) add(a *attempted) {
+	var class *string
+	if a.res.ErrorClass != "" {
+		class = &a.res.ErrorClass
+	}
+	r.n++
+	r.ids = append(r.ids, a.t.ID)
+	r.attempts = append(r.attempts, int32(a.d.attempt))
+	r.started = append(r.started, a.res.Started)
+	r.durationMS = append(r.durationMS, float64(a.res.Duration)/float64(time.Millisecond))
+	r.status = append(r.status, statusCode(a.res))
+	r.class = append(r.class, class)
+	r.errs = append(r.errs, a.d.lastError)
+	r.bodies = append(r.bodies, a.res.Body)
+}
+
+func (r *attemptRows) args() []any {
+	return []any{r.ids, r.attempts, r.started, r.durationMS, r.status, r.class, r.errs, r.bodies}
+}
+
+// statusCode is the response status of an attempt, nil when there was no response.
+func statusCode(res httpsend.Result) *int32 {
+	if res.StatusCode == 0 {
 		return nil
 	}
-	w.observe(t, d, res)
-	return nil
+	c := int32(res.StatusCode)
+	return &c
 }
 
 // observe updates metrics and logs what an operator should see.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,13 @@ type Config struct {
 	// PoisonAfter is how many times an entry may fail processing (not the HTTP
 	// call: loading or recording it) before it is moved to "<Stream>:dead".
 	PoisonAfter int
+	// RecordBatch is the most attempts recorded in one transaction (group
+	// commit) and acknowledged in one round trip.
+	RecordBatch int
+	// RecordLinger is how long a batch that is not full waits for more
+	// attempts before it is recorded. It delays acknowledgement, not the
+	// HTTP request.
+	RecordLinger time.Duration
 	// Send configures the HTTP sender.
 	Send httpsend.Config
 }
@@ -75,6 +83,8 @@ func (c *Config) setDefaults() error {
 	c.ClaimIdle = cmpPositive(c.ClaimIdle, DefaultClaimIdle)
 	c.MaxAttempts = cmpPositive(c.MaxAttempts, DefaultMaxAttempts)
 	c.PoisonAfter = cmpPositive(c.PoisonAfter, DefaultPoisonAfter)
+	c.RecordBatch = cmpPositive(c.RecordBatch, DefaultRecordBatch)
+	c.RecordLinger = cmpPositive(c.RecordLinger, DefaultRecordLinger)
 	if len(c.RetrySchedule) == 0 {
 		c.RetrySchedule = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 4 * time.Hour}
 	}
@@ -100,7 +110,14 @@ type Worker struct {
 	log    *slog.Logger
 	sender *httpsend.Sender
 
-	slots chan struct{} // one token per delivery that may be in flight
+	slots chan struct{} // one token per HTTP attempt that may be in flight
+
+	recIn      chan attempted   // finished attempts, to collect
+	recBatches chan []attempted // collected batches, to record
+	recs       sync.WaitGroup   // collect and flush loops
+	recordTxs  atomic.Int64     // recording transactions committed
+	draining   chan struct{}    // closed by Stop: record batches without lingering
+	drainOnce  sync.Once
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // stream entry ids being processed here
@@ -108,7 +125,7 @@ type Worker struct {
 	abandon  context.CancelFunc  // cancels in-flight deliveries (hard stop)
 	killed   bool                // in-flight deliveries must neither record nor ack
 	loops    sync.WaitGroup
-	work     sync.WaitGroup
+	work     sync.WaitGroup // jobs from dispatch until their entry is settled
 }
 
 // NewWorker returns a Worker; Start runs it. jobs is the River client that
@@ -133,6 +150,10 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		sender:   httpsend.New(cfg.Send),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		inflight: make(map[string]struct{}),
+
+		recIn:      make(chan attempted),
+		recBatches: make(chan []attempted),
+		draining:   make(chan struct{}),
 	}
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
@@ -163,11 +184,16 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.loops.Add(2)
 	go w.readLoop(loopCtx, workCtx)
 	go w.claimLoop(loopCtx, workCtx)
+	w.recs.Add(1 + recordFlushers)
+	go w.collect(workCtx)
+	for range recordFlushers {
+		go w.flushLoop(workCtx)
+	}
 	return nil
 }
 
-// Stop stops reading, waits for the deliveries in flight to finish and
-// returns. If ctx ends first, the unfinished deliveries are abandoned: their
+// Stop stops reading, waits for the deliveries in flight to finish and to be
+// recorded and acknowledged, and returns. If ctx ends first, the unfinished deliveries are abandoned: their
 // entries stay pending in the consumer group for another worker.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
@@ -177,6 +203,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		return nil
 	}
 	stop()
+	w.drainOnce.Do(func() { close(w.draining) })
 	done := make(chan struct{})
 	go func() {
 		w.loops.Wait()
@@ -185,7 +212,8 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		abandon()
+		abandon() // ends the recorder, idle by now
+		w.recs.Wait()
 		w.sender.Close()
 		w.leaveGroup(ctx)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/httpsend"
@@ -79,6 +80,15 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	if len(jobs) == 0 {
 		return
 	}
+	w.work.Add(len(jobs))
+	w.start(ctx, jobs)
+}
+
+// start loads the deliveries of a batch of jobs in one query and processes
+// each job in its own goroutine. It runs in the read loop: loading while the
+// loop reads on (tried) only split the reads into smaller ones and cost
+// Postgres more per delivery.
+func (w *Worker) start(ctx context.Context, jobs []job) {
 	targets, err := w.load(ctx, jobs)
 	if err != nil {
 		// The entries stay pending; the claim loop retries them after ClaimIdle
@@ -87,12 +97,11 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 			w.log.Error("load deliveries; entries left pending for reclaim", "entries", len(jobs), "err", err)
 		}
 		for _, j := range jobs {
-			w.forget(j)
+			w.finish(j)
 		}
 		w.release(len(jobs))
 		return
 	}
-	w.work.Add(len(jobs))
 	for _, j := range jobs {
 		go w.handle(ctx, j, targets[j.id])
 	}
@@ -114,9 +123,9 @@ func (w *Worker) finish(j job) {
 
 // load reads the deliveries and webhooks of a batch in one query.
 func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, error) {
-	ids := make([]uuid.UUID, len(jobs))
+	ids := make([]pgtype.UUID, len(jobs))
 	for i, j := range jobs {
-		ids[i] = j.id
+		ids[i] = pgUUID(j.id)
 	}
 	rows, err := w.pool.Query(ctx, loadTargets, ids)
 	if err != nil {

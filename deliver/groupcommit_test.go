@@ -103,7 +103,7 @@ func TestWorker_DuplicateEntriesInOneBatchAreNumberedInOrder(t *testing.T) {
 	h, rc, wh := newHookedHarness(t)
 	id := h.createDelivery(wh.ID, 5)
 	h.publish(id, id, id) // read together, sent three times, recorded together
-	h.startWorker(h.batchedConfig())
+	w := h.startWorker(h.batchedConfig())
 
 	h.waitStreamEmpty(10 * time.Second)
 	d := h.state(id)
@@ -117,6 +117,11 @@ func TestWorker_DuplicateEntriesInOneBatchAreNumberedInOrder(t *testing.T) {
 		if a.Attempt != i+1 {
 			t.Fatalf("attempt rows numbered %+v, want 1..%d", att, sent)
 		}
+	}
+	// One transaction per attempt would mean the batch failed and was
+	// recorded one by one: numbered right, but not by the batch.
+	if txs := w.RecordTransactions(); txs >= int64(sent) {
+		t.Fatalf("%d attempts recorded in %d transactions, want them batched", sent, txs)
 	}
 }
 

@@ -18,6 +18,14 @@ FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
 WHERE d.id = ANY($1)`
 
+// beginRecord begins a recording transaction whose statements are planned
+// for their parameters on every execution, in the same round trip as BEGIN.
+// Cached generic plans are made once per connection, often while the
+// deliveries table is nearly empty, and are not remade as it grows before
+// autovacuum analyzes it: the lock and update by id then seq-scan the whole
+// table for every batch.
+const beginRecord = `BEGIN; SET LOCAL plan_cache_mode = force_custom_plan`
+
 // finishUnsent ends a pending delivery without an HTTP attempt (skipped, or
 // failed with no attempts left).
 const finishUnsent = `

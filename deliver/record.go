@@ -82,7 +82,7 @@ type rowState struct {
 // delivery within the batch are numbered in batch order. It fills in found
 // and d of each attempt and, once committed, updates the metrics.
 func (w *Worker) recordBatch(ctx context.Context, batch []attempted) error {
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{BeginQuery: beginRecord}, func(tx pgx.Tx) error {
 		states, err := lockStates(ctx, tx, batch)
 		if err != nil {
 			return err

@@ -18,13 +18,15 @@ FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
 WHERE d.id = ANY($1)`
 
-// beginRecord begins a recording transaction whose statements are planned
-// for their parameters on every execution, in the same round trip as BEGIN.
-// Cached generic plans are made once per connection, often while the
-// deliveries table is nearly empty, and are not remade as it grows before
-// autovacuum analyzes it: the lock and update by id then seq-scan the whole
-// table for every batch.
-const beginRecord = `BEGIN; SET LOCAL plan_cache_mode = force_custom_plan`
+// beginRecord begins a recording transaction in which the planner avoids
+// sequential scans, in the same round trip as BEGIN. Cached generic plans are
+// made once per connection, often while the deliveries table is nearly empty,
+// and are not remade as it grows before autovacuum analyzes it: the lock and
+// update by id would then seq-scan the whole table for every batch.
+// enable_seqscan = off keeps the cheap cached plans but makes them index
+// scans (force_custom_plan also worked, but replanning every batch cost a
+// quarter of the throughput).
+const beginRecord = `BEGIN; SET LOCAL enable_seqscan = off`
 
 // finishUnsent ends a pending delivery without an HTTP attempt (skipped, or
 // failed with no attempts left).

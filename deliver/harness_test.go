@@ -22,6 +22,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
 )
 
@@ -233,13 +234,7 @@ func (h *harness) attempts(id uuid.UUID) []attemptRow {
 // waitFor polls cond until it holds or within passes.
 func waitFor(t testing.TB, within time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, describe())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, within, cond, describe)
 }
 
 // received is one request a receiver got.

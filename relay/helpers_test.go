@@ -17,6 +17,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -171,13 +172,7 @@ func (e *env) idle() bool {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, within, cond, func() string { return "timed out waiting for " + what })
 }
 
 // load describes concurrent writers: each runs txs transactions of

@@ -141,3 +141,53 @@ func TestRelay_StreamEntriesCarryOnlyTheDeliveryID(t *testing.T) {
 		t.Fatalf("entry fields %v, want only delivery_id", msgs[0].Values)
 	}
 }
+
+// TestRelay_FanOutRaceStillPublishesTheOtherRelaysDeliveries is the race of
+// a relay that died while its fan-out was committing: another relay claims
+// the event, its INSERT waits for the dying transaction and then inserts
+// nothing. The deliveries that transaction committed must still reach the
+// stream, or the event is marked published with no entry at all.
+func TestRelay_FanOutRaceStillPublishesTheOtherRelaysDeliveries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	ctx := context.Background()
+	hook := e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ev := e.emit("config.deployed", map[string]any{})
+
+	// Relay A's fan-out, caught between its INSERT and its COMMIT.
+	dying, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dying.Rollback(ctx) //nolint:errcheck // no-op after commit
+	var delivery uuid.UUID
+	if err := dying.QueryRow(ctx, `INSERT INTO hookrelay.deliveries
+		(event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
+		SELECT id, $2, project_id, event_type, data, created_at, 5 FROM hookrelay.outbox WHERE id = $1
+		RETURNING id`, ev, hook).Scan(&delivery); err != nil {
+		t.Fatal(err)
+	}
+
+	r, _ := e.relay(time.Hour, 100, false)
+	drained := make(chan error, 1)
+	go func() {
+		_, err := r.Drain(ctx)
+		drained <- err
+	}()
+	waitFor(t, 10*time.Second, "relay C's fan-out to wait for relay A's row lock", func() bool {
+		return e.count(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`) > 0
+	})
+	if err := dying.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if n := e.unpublished(); n != 0 {
+		t.Fatalf("%d events unpublished", n)
+	}
+	if got := e.streamDeliveries(); len(got) != 1 || got[0] != delivery {
+		t.Fatalf("stream holds %v, want exactly relay A's delivery %s", got, delivery)
+	}
+}

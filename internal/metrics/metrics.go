@@ -33,6 +33,13 @@ type Metrics struct {
 	UnpublishedOld prometheus.Gauge
 	Pruned         *prometheus.CounterVec // by table
 
+	// DependencyErrors counts failed calls to Postgres or Redis that a loop
+	// retries (by dependency and operation); only the first of a run is logged.
+	DependencyErrors *prometheus.CounterVec
+	// RedisLossDetected counts the times the reconciler found that Redis
+	// lost the stream's data (by reason).
+	RedisLossDetected *prometheus.CounterVec
+
 	EventsEmitted prometheus.Counter // through the API's example endpoint
 	HTTPRequests  *prometheus.CounterVec
 }
@@ -63,7 +70,11 @@ func New() *Metrics {
 			"Deliveries put back on the stream by the reconciler, by reason.", "reason"),
 		UnpublishedOld: f.gauge("hookrelay_outbox_unpublished_stale", "Outbox events still unpublished after the reconcile threshold."),
 		Pruned:         f.counterVec("hookrelay_pruned_rows_total", "Rows deleted by retention, by table.", "table"),
-		EventsEmitted:  f.counter("hookrelay_events_emitted_total", "Events emitted through the API."),
+		DependencyErrors: f.counterVec("hookrelay_dependency_errors_total",
+			"Failed calls to Postgres or Redis that were retried, by dependency and operation.", "dependency", "op"),
+		RedisLossDetected: f.counterVec("hookrelay_redis_loss_detected_total",
+			"Times the reconciler found that Redis lost the stream's data, by reason.", "reason"),
+		EventsEmitted: f.counter("hookrelay_events_emitted_total", "Events emitted through the API."),
 		HTTPRequests: f.counterVec("hookrelay_api_requests_total",
 			"API requests by route pattern and status code.", "route", "code"),
 	}

@@ -6,7 +6,9 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -49,4 +51,34 @@ func DeliveryID(m redis.XMessage) (uuid.UUID, error) {
 		return uuid.Nil, fmt.Errorf("stream entry %s: bad %s %q: %w", m.ID, Field, v, err)
 	}
 	return id, nil
+}
+
+// EnsureGroup creates the consumer group on key (and the stream, if it is
+// missing), reading from the start of the stream so that no entry published
+// before the group was (re)created is skipped. A group that exists already
+// is left as it is.
+func EnsureGroup(ctx context.Context, rdb redis.Cmdable, key, group string) error {
+	err := rdb.XGroupCreateMkStream(ctx, key, group, "0").Err()
+	if err != nil && !IsBusyGroup(err) {
+		return fmt.Errorf("create consumer group %s on %s: %w", group, key, err)
+	}
+	return nil
+}
+
+// IsNoGroup reports whether Redis answered that the stream or the consumer
+// group does not exist (NOGROUP): Redis lost data, or never had it.
+func IsNoGroup(err error) bool { return hasPrefix(err, "NOGROUP") }
+
+// IsBusyGroup reports whether Redis answered that the group exists already.
+func IsBusyGroup(err error) bool { return hasPrefix(err, "BUSYGROUP") }
+
+// IsNoSuchKey reports whether Redis answered that the key does not exist
+// (XINFO on a missing stream).
+func IsNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such key")
+}
+
+func hasPrefix(err error, code string) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), code)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/dberr"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 
@@ -76,11 +77,19 @@ func Create(ctx context.Context) (*DB, error) {
 	}
 	defer conn.Close(ctx)
 	name := "hookrelay_test_" + randomHex(6)
-	// A concurrent CREATE DATABASE from the same template can collide briefly; retry.
+	// A concurrent CREATE DATABASE from the same template can collide briefly;
+	// retry. A test run of another checkout, with other migrations, may
+	// have dropped the template as stale: make it again.
+	tpl := templateName
 	for i := 0; ; i++ {
-		_, err = conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName))
+		_, err = conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tpl))
 		if err == nil || i == 50 {
 			break
+		}
+		if dberr.Is(err, "3D000") { // invalid_catalog_name: the template is gone
+			if tpl, err = ensureTemplate(ctx, admin); err != nil {
+				break
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -10,10 +10,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookrelay/hookrelay/internal/dberr"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/outage"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
@@ -88,12 +91,17 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 // start loads the deliveries of a batch of jobs in one query and processes
 // each job in its own goroutine. It runs in the read loop: loading while the
 // loop reads on (tried) only split the reads into smaller ones and cost
-// Postgres more per delivery.
+// Postgres more per delivery. While Postgres is unavailable it retries the
+// load with backoff, holding the entries (and the read loop: an outage
+// stops the reading); it gives up only when the worker is killed, leaving
+// the entries pending for reclaim.
 func (w *Worker) start(ctx context.Context, jobs []job) {
-	targets, err := w.load(ctx, jobs)
+	var targets map[uuid.UUID]*target
+	err := w.retry(ctx, w.loadTrack, func() (err error) {
+		targets, err = w.load(ctx, jobs)
+		return err
+	})
 	if err != nil {
-		// The entries stay pending; the claim loop retries them after ClaimIdle
-		// and moves them aside if they keep failing.
 		if !w.isKilled() {
 			w.log.Error("load deliveries; entries left pending for reclaim", "entries", len(jobs), "err", err)
 		}
@@ -105,6 +113,26 @@ func (w *Worker) start(ctx context.Context, jobs []job) {
 	}
 	for _, j := range jobs {
 		go w.handle(ctx, j, targets[j.id])
+	}
+}
+
+// retry runs op until it succeeds, fails with an error that is not
+// transient, or ctx ends (the worker was killed); tr logs the outage once
+// and paces the retries.
+func (w *Worker) retry(ctx context.Context, tr *outage.Tracker, op func() error) error {
+	for {
+		err := op()
+		if err == nil {
+			tr.OK()
+			return nil
+		}
+		if !dberr.Transient(err) || w.isKilled() || ctx.Err() != nil {
+			return err
+		}
+		tr.Fail(err)
+		if !tr.Wait(ctx) {
+			return err
+		}
 	}
 }
 
@@ -227,7 +255,11 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 
 // finishUnsent ends a delivery without sending it, then acknowledges its entry.
 func (w *Worker) finishUnsent(ctx context.Context, j job, t *target, status, reason string) error {
-	tag, err := w.pool.Exec(ctx, finishUnsent, t.ID, status, reason)
+	var tag pgconn.CommandTag
+	err := w.retry(ctx, w.recordTrack, func() (err error) {
+		tag, err = w.pool.Exec(ctx, finishUnsent, t.ID, status, reason)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("mark delivery %s: %w", status, err)
 	}
@@ -287,10 +319,20 @@ func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]r
 		return nil, fmt.Errorf("read delivery counts: %w", err)
 	}
 	keep := msgs[:0]
+	checked := false
 	for i, m := range msgs {
 		pend, _ := cmds[i].(*redis.XPendingExtCmd).Result()
 		// The count includes the claim that just happened.
 		if len(pend) == 1 && pend[0].RetryCount > int64(w.cfg.PoisonAfter) {
+			if !checked {
+				// Entries also pile up claims while Postgres is down: that
+				// is an outage, not poison. Only with Postgres answering is
+				// an entry that keeps failing the entry's own fault.
+				if err := w.pool.Ping(ctx); err != nil {
+					return msgs, nil // processed as usual: the load waits for Postgres
+				}
+				checked = true
+			}
 			w.moveToDead(ctx, m, fmt.Sprintf("processing failed %d times", pend[0].RetryCount-1))
 			continue
 		}

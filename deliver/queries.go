@@ -26,7 +26,20 @@ WHERE d.id = ANY($1)`
 // enable_seqscan = off keeps the cheap cached plans but makes them index
 // scans (force_custom_plan also worked, but replanning every batch cost a
 // quarter of the throughput).
-const beginRecord = `BEGIN; SET LOCAL enable_seqscan = off`
+//
+// lock_timeout bounds the wait for a delivery row that something else holds
+// (a frozen worker's transaction, the mass update of a webhook DELETE): the
+// batch then fails with lock_not_available and its attempts are recorded one
+// by one, so that the rows not held go through.
+const beginRecord = `BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL lock_timeout = '1s'`
+
+// recordedAttempts finds which of a batch's attempts (delivery id, start
+// time) are already recorded: after a COMMIT whose answer was lost, the
+// retry must not record them twice.
+const recordedAttempts = `
+SELECT a.delivery_id, a.started_at
+FROM unnest($1::uuid[], $2::timestamptz[]) AS u(delivery_id, started_at)
+JOIN hookrelay.delivery_attempts a ON a.delivery_id = u.delivery_id AND a.started_at = u.started_at`
 
 // finishUnsent ends a pending delivery without an HTTP attempt (skipped, or
 // failed with no attempts left).
@@ -36,9 +49,10 @@ SET status = $2, last_error = $3, next_attempt_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'pending'`
 
 // lockDeliveries locks the delivery rows of one recording batch, in id order
-// so that concurrent batches sharing rows cannot deadlock.
+// so that concurrent batches sharing rows cannot deadlock, and reads the
+// database's clock, from which due times are computed.
 const lockDeliveries = `
-SELECT id, status, attempts, max_attempts FROM hookrelay.deliveries
+SELECT id, status, attempts, max_attempts, now() FROM hookrelay.deliveries
 WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 
 // updateDeliveries records the outcome of the latest attempt of each delivery

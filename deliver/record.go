@@ -77,26 +77,36 @@ type rowState struct {
 
 // recordBatch writes the attempts of batch and their deliveries' new states in
 // one transaction, with the retry jobs that are due, so that Postgres never
-// holds one without the others. It locks every delivery of the batch first:
-// attempts are numbered after what Postgres holds, and attempts of the same
-// delivery within the batch are numbered in batch order. It fills in found
-// and d of each attempt and, once committed, updates the metrics.
-func (w *Worker) recordBatch(ctx context.Context, batch []attempted) error {
+// holds one without the others. It locks every delivery of the batch first
+// (waiting at most lockTimeout for a row): attempts are numbered after what
+// Postgres holds, and attempts of the same delivery within the batch are
+// numbered in batch order. Due times are computed from the database's clock,
+// never the worker's. It fills in found and d of each attempt and, once
+// committed, updates the metrics.
+//
+// recheck says an earlier try at some of these attempts may have committed
+// without the worker learning it (the connection broke during COMMIT):
+// attempts already in delivery_attempts are then left out, so that one HTTP
+// attempt is always one row.
+func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck bool) error {
 	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{BeginQuery: beginRecord}, func(tx pgx.Tx) error {
-		states, err := lockStates(ctx, tx, batch)
+		states, now, err := lockStates(ctx, tx, batch)
 		if err != nil {
 			return err
 		}
-		now := time.Now()
+		if recheck {
+			if err := markRecorded(ctx, tx, batch); err != nil {
+				return err
+			}
+		}
 		b := &pgx.Batch{}
 		var rows attemptRows
-		var retries []river.InsertManyParams
 		for i := range batch {
 			a := &batch[i]
 			s, ok := states[a.t.ID]
 			a.found = ok
-			if !ok {
-				continue // deleted meanwhile: nothing left to record against
+			if !ok || a.recorded {
+				continue // deleted meanwhile, or recorded by an earlier try
 			}
 			a.d = w.decide(s.status, s.attempts+1, cmpPositive(s.maxAttempts, w.cfg.MaxAttempts), a.res, now)
 			s.status, s.attempts, s.latest = a.d.status, a.d.attempt, i
@@ -105,18 +115,23 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted) error {
 				b.Queue(deactivateWebhook, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
 					a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
 			}
-			if a.d.next != nil {
-				retries = append(retries, river.InsertManyParams{Args: RetryArgs{DeliveryID: a.t.ID},
-					InsertOpts: &river.InsertOpts{ScheduledAt: *a.d.next}})
-			}
 		}
 		if rows.n == 0 {
 			return nil
 		}
+		// One update and at most one retry job per delivery: its latest
+		// attempt's (an earlier attempt of the same batch was overtaken).
 		var latest deliveryUpdates
+		var retries []river.InsertManyParams
 		for _, s := range states {
-			if s.latest >= 0 {
-				latest.add(&batch[s.latest])
+			if s.latest < 0 {
+				continue
+			}
+			a := &batch[s.latest]
+			latest.add(a)
+			if a.d.next != nil {
+				retries = append(retries, river.InsertManyParams{Args: RetryArgs{DeliveryID: a.t.ID},
+					InsertOpts: &river.InsertOpts{ScheduledAt: *a.d.next}})
 			}
 		}
 		b.Queue(updateDeliveries, latest.args()...)
@@ -135,38 +150,80 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted) error {
 		return fmt.Errorf("record %d deliveries: %w", len(batch), err)
 	}
 	w.recordTxs.Add(1)
-	for _, a := range batch {
-		if a.found {
+	for i := range batch {
+		if a := &batch[i]; a.found && !a.recorded {
+			a.recorded = true
 			w.observe(a.t, a.d, a.res)
 		}
 	}
 	return nil
 }
 
-// lockStates locks the deliveries of a batch and returns their states.
-func lockStates(ctx context.Context, tx pgx.Tx, batch []attempted) (map[uuid.UUID]*rowState, error) {
+// lockStates locks the deliveries of a batch and returns their states and
+// the database's clock.
+func lockStates(ctx context.Context, tx pgx.Tx, batch []attempted) (map[uuid.UUID]*rowState, time.Time, error) {
+	var now time.Time
 	ids := make([]pgtype.UUID, len(batch))
 	for i, a := range batch {
 		ids[i] = pgUUID(a.t.ID)
 	}
 	rows, err := tx.Query(ctx, lockDeliveries, ids)
 	if err != nil {
-		return nil, fmt.Errorf("lock deliveries: %w", err)
+		return nil, now, fmt.Errorf("lock deliveries: %w", err)
 	}
 	states := make(map[uuid.UUID]*rowState, len(batch))
 	for rows.Next() {
 		var id uuid.UUID
 		s := &rowState{latest: -1}
-		if err := rows.Scan(&id, &s.status, &s.attempts, &s.maxAttempts); err != nil {
+		if err := rows.Scan(&id, &s.status, &s.attempts, &s.maxAttempts, &now); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("lock deliveries: %w", err)
+			return nil, now, fmt.Errorf("lock deliveries: %w", err)
 		}
 		states[id] = s
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lock deliveries: %w", err)
+		return nil, now, fmt.Errorf("lock deliveries: %w", err)
 	}
-	return states, nil
+	return states, now, nil
+}
+
+// markRecorded sets recorded on the attempts of batch that delivery_attempts
+// already holds (same delivery, same start time).
+func markRecorded(ctx context.Context, tx pgx.Tx, batch []attempted) error {
+	ids := make([]pgtype.UUID, 0, len(batch))
+	started := make([]time.Time, 0, len(batch))
+	for _, a := range batch {
+		if !a.recorded {
+			ids = append(ids, pgUUID(a.t.ID))
+			started = append(started, a.res.Started)
+		}
+	}
+	rows, err := tx.Query(ctx, recordedAttempts, ids, started)
+	if err != nil {
+		return fmt.Errorf("look for attempts already recorded: %w", err)
+	}
+	type key struct {
+		id uuid.UUID
+		at int64
+	}
+	done := map[key]bool{}
+	var (
+		id uuid.UUID
+		at time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &at}, func() error {
+		done[key{id, at.UnixMicro()}] = true
+		return nil
+	}); err != nil {
+		return fmt.Errorf("look for attempts already recorded: %w", err)
+	}
+	for i := range batch {
+		a := &batch[i]
+		if done[key{a.t.ID, a.res.Started.UnixMicro()}] {
+			a.recorded, a.found = true, true
+		}
+	}
+	return nil
 }
 
 // deliveryUpdates are the columns of updateDeliveries, one element per delivery.

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/dberr"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 )
 
@@ -21,11 +22,12 @@ const recordFlushers = 2
 // attempted is a finished HTTP attempt on its way to Postgres. recordBatch
 // fills in found and d.
 type attempted struct {
-	j     job
-	t     *target
-	res   httpsend.Result
-	found bool     // the delivery still exists
-	d     decision // what the attempt did to it
+	j        job
+	t        *target
+	res      httpsend.Result
+	found    bool     // the delivery still exists
+	recorded bool     // Postgres holds the attempt (set once committed)
+	d        decision // what the attempt did to it
 }
 
 // submit hands a finished attempt to the recorder, which records it,
@@ -99,11 +101,8 @@ func (w *Worker) flushLoop(ctx context.Context) {
 	}
 }
 
-// flush records a batch in one transaction and then acknowledges its entries
-// in one round trip. If the transaction fails, it records the batch's
-// attempts one by one, so that one delivery that cannot be recorded does not
-// hold up the others; the entries it could not record stay pending for the
-// claim loop. Every job of the batch is finished when flush returns.
+// flush records a batch and then acknowledges the entries recorded, in one
+// round trip. Every job of the batch is finished when flush returns.
 func (w *Worker) flush(ctx context.Context, batch []attempted) {
 	defer func() {
 		for _, a := range batch {
@@ -116,41 +115,62 @@ func (w *Worker) flush(ctx context.Context, batch []attempted) {
 				"entries", len(batch), "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	if w.isKilled() {
-		return
-	}
-	recorded := batch
-	if err := w.recordBatch(ctx, batch); err != nil {
-		if w.isKilled() {
-			return
-		}
-		if len(batch) == 1 {
-			w.log.Error("record delivery; entry left pending for reclaim",
-				"delivery_id", batch[0].j.id, "entry", batch[0].j.msg.ID, "err", err)
-			return
-		}
-		w.log.Warn("recording a batch failed; recording its deliveries one by one",
-			"deliveries", len(batch), "err", err)
-		recorded = nil
-		for i := range batch {
-			one := batch[i : i+1]
-			if err := w.recordBatch(ctx, one); err != nil {
-				if w.isKilled() {
-					return
-				}
-				w.log.Error("record delivery; entry left pending for reclaim",
-					"delivery_id", one[0].j.id, "entry", one[0].j.msg.ID, "err", err)
-				continue
-			}
-			recorded = append(recorded, one[0])
-		}
-	}
+	recorded := w.persist(ctx, batch, false)
 	entries := make([]string, len(recorded))
 	for i, a := range recorded {
 		entries[i] = a.j.msg.ID
 	}
 	if err := w.ack(ctx, entries...); err != nil && !w.isKilled() {
-		w.log.Error("acknowledge recorded deliveries; entries left pending for reclaim",
+		w.log.Warn("acknowledge recorded deliveries; entries left pending for reclaim (they are recorded: no second POST)",
 			"entries", len(entries), "err", err)
+	}
+}
+
+// persist records batch and returns the attempts Postgres now holds. An
+// outcome is never thrown away because Postgres is unavailable: a transient
+// failure (a restart, a lost connection) is retried with backoff for as long
+// as it lasts, and meanwhile the worker's slots stay taken, so it stops
+// reading new entries. When the batch fails for one of its rows (bad data,
+// or a row held by another transaction past the lock timeout), its attempts
+// are recorded one by one so that the others go through; only an attempt
+// that fails on its own with a permanent error is left unrecorded, its entry
+// pending for reclaim. persist gives up only when the worker is killed.
+//
+// recheck says an earlier try may have committed unbeknownst to us.
+func (w *Worker) persist(ctx context.Context, batch []attempted, recheck bool) []attempted {
+	for {
+		if w.isKilled() {
+			return nil
+		}
+		err := w.recordBatch(ctx, batch, recheck)
+		if err == nil {
+			w.recordTrack.OK()
+			return batch
+		}
+		if w.isKilled() || ctx.Err() != nil {
+			return nil
+		}
+		oneAtFault := !dberr.Transient(err) || dberr.Is(err, dberr.LockNotAvailable)
+		switch {
+		case oneAtFault && len(batch) > 1:
+			w.log.Warn("recording a batch failed on one of its deliveries; recording them one by one",
+				"deliveries", len(batch), "err", err)
+			var out []attempted
+			for i := range batch {
+				out = append(out, w.persist(ctx, batch[i:i+1], recheck)...)
+			}
+			return out
+		case !dberr.Transient(err):
+			w.log.Error("record delivery; entry left pending for reclaim",
+				"delivery_id", batch[0].j.id, "entry", batch[0].j.msg.ID, "err", err)
+			return nil
+		}
+		// The COMMIT may have reached the server before the connection
+		// broke: the next try looks for the attempts first.
+		recheck = true
+		w.recordTrack.Fail(err)
+		if !w.recordTrack.Wait(ctx) {
+			return nil
+		}
 	}
 }

@@ -11,11 +11,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/outage"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
@@ -48,18 +51,23 @@ func (RetryArgs) Hooks() []rivertype.Hook {
 	})}
 }
 
-// retryWorker publishes a due delivery id back onto the stream. It returns an
-// error when Redis is unavailable, so River retries it.
+// retryWorker publishes a due delivery id back onto the stream. While Redis
+// is unavailable it snoozes the job with backoff (a snooze uses up no
+// attempt and River logs it at debug level): the outage is logged once, by
+// the tracker, and counted, not written once per job.
 type retryWorker struct {
 	river.WorkerDefaults[RetryArgs]
 	rdb    redis.UniversalClient
 	stream string
+	track  *outage.Tracker
 }
 
 func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error {
 	if err := stream.Publish(ctx, r.rdb, r.stream, []uuid.UUID{job.Args.DeliveryID}); err != nil {
-		return fmt.Errorf("republish delivery %s: %w", job.Args.DeliveryID, err)
+		r.track.Fail(err)
+		return river.JobSnooze(r.track.Backoff())
 	}
+	r.track.OK()
 	return nil
 }
 
@@ -73,9 +81,24 @@ type SchedulerConfig struct {
 	// FetchPollInterval is how often River looks for due jobs; it bounds how
 	// late a retry runs. Default 1s (small in tests).
 	FetchPollInterval time.Duration
-	// MaxWorkers is how many jobs run at once. Default 20.
+	// MaxWorkers is how many jobs run at once. Default DefaultRiverWorkers.
 	MaxWorkers int
+	// Metrics, when not nil, count failed publishes.
+	Metrics *metrics.Metrics
 }
+
+// River settings tuned for what hookrelay's client carries: retry jobs are a
+// single XADD each, so the limit is how fast River fetches them, not the
+// work. River's defaults (100 ms fetch cooldown, 20 workers in this client)
+// capped retries near 200/s per process; its stuck-job rescue (1 h) left a
+// retry job held by a killed worker waiting an hour.
+const (
+	DefaultRiverWorkers   = 100
+	DefaultFetchCooldown  = 5 * time.Millisecond
+	DefaultFetchPoll      = time.Second
+	DefaultJobTimeout     = time.Minute
+	DefaultRescueStuckJob = 2 * time.Minute
+)
 
 type schedulerOptions struct {
 	register []func(*river.Workers) error
@@ -122,8 +145,13 @@ func NewScheduler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg SchedulerCo
 	for _, opt := range opts {
 		opt(&o)
 	}
+	var failures prometheus.Counter
+	if cfg.Metrics != nil {
+		failures = cfg.Metrics.DependencyErrors.WithLabelValues("redis", "publish retry")
+	}
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: cfg.Stream}); err != nil {
+	track := outage.New("redis: publish retry", log, failures)
+	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: cfg.Stream, track: track}); err != nil {
 		return nil, fmt.Errorf("register retry worker: %w", err)
 	}
 	for _, register := range o.register {
@@ -131,15 +159,17 @@ func NewScheduler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg SchedulerCo
 			return nil, fmt.Errorf("register job workers: %w", err)
 		}
 	}
-	poll := cmpPositive(cfg.FetchPollInterval, time.Second)
+	poll := cmpPositive(cfg.FetchPollInterval, DefaultFetchPoll)
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:            riverSchema,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmpPositive(cfg.MaxWorkers, 20)}},
-		Workers:           workers,
-		PeriodicJobs:      o.periodic,
-		FetchPollInterval: poll,
-		FetchCooldown:     min(poll, river.FetchCooldownDefault),
-		Logger:            log,
+		Schema:               riverSchema,
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmpPositive(cfg.MaxWorkers, DefaultRiverWorkers)}},
+		Workers:              workers,
+		PeriodicJobs:         o.periodic,
+		FetchPollInterval:    poll,
+		FetchCooldown:        min(poll, DefaultFetchCooldown),
+		JobTimeout:           DefaultJobTimeout,
+		RescueStuckJobsAfter: DefaultRescueStuckJob,
+		Logger:               log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)

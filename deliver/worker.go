@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Defaults applied by NewWorker to zero Config fields.
@@ -33,9 +34,6 @@ const (
 // readBlock bounds how long one XREADGROUP waits for entries, and so how long
 // Stop waits for the read loop to notice it.
 const readBlock = 500 * time.Millisecond
-
-// maxBackoff caps the wait between attempts to reach an unavailable Redis.
-const maxBackoff = 5 * time.Second
 
 // Config tunes a Worker. Zero fields take the defaults above.
 type Config struct {
@@ -67,6 +65,11 @@ type Config struct {
 	RecordLinger time.Duration
 	// Send configures the HTTP sender.
 	Send httpsend.Config
+	// OnGroupMissing, when not nil, is called (it must not block) each time
+	// Redis answers NOGROUP: the stream or the consumer group is gone, so
+	// Redis may have lost entries. The worker recreates the group itself;
+	// the wiring uses this to ask the reconciler for a run at once.
+	OnGroupMissing func()
 }
 
 func (c *Config) setDefaults() error {
@@ -116,8 +119,12 @@ type Worker struct {
 	recBatches chan []attempted // collected batches, to record
 	recs       sync.WaitGroup   // collect and flush loops
 	recordTxs  atomic.Int64     // recording transactions committed
-	draining   chan struct{}    // closed by Stop: record batches without lingering
-	drainOnce  sync.Once
+
+	// One tracker per loop that retries a dependency.
+	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
+	loadTrack, recordTrack           *outage.Tracker // Postgres
+	draining                         chan struct{}   // closed by Stop: record batches without lingering
+	drainOnce                        sync.Once
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // stream entry ids being processed here
@@ -155,6 +162,11 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		recBatches: make(chan []attempted),
 		draining:   make(chan struct{}),
 	}
+	track := func(dep, op string) *outage.Tracker {
+		return outage.New(dep+": "+op, w.log, m.DependencyErrors.WithLabelValues(dep, op))
+	}
+	w.readTrack, w.claimTrack, w.beatTrack = track("redis", "read stream"), track("redis", "reclaim entries"), track("redis", "heartbeat")
+	w.loadTrack, w.recordTrack = track("postgres", "load deliveries"), track("postgres", "record attempts")
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
 	}
@@ -184,6 +196,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.loops.Add(2)
 	go w.readLoop(loopCtx, workCtx)
 	go w.claimLoop(loopCtx, workCtx)
+	w.recs.Add(1)
+	go w.heartbeatLoop(workCtx)
 	w.recs.Add(1 + recordFlushers)
 	go w.collect(workCtx)
 	for range recordFlushers {
@@ -259,17 +273,12 @@ func (w *Worker) isKilled() bool {
 
 // ensureGroup creates the stream and the consumer group if they are missing.
 func (w *Worker) ensureGroup(ctx context.Context) error {
-	err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, w.cfg.Group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("create consumer group %s on %s: %w", w.cfg.Group, w.cfg.Stream, err)
-	}
-	return nil
+	return stream.EnsureGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group)
 }
 
 // readLoop reads new entries for as many deliveries as there are free slots.
 func (w *Worker) readLoop(ctx, workCtx context.Context) {
 	defer w.loops.Done()
-	var failures int
 	for {
 		n := w.acquire(ctx)
 		if n == 0 {
@@ -287,11 +296,10 @@ func (w *Worker) readLoop(ctx, workCtx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			w.redisTrouble(ctx, "read stream", err, failures)
+			w.redisTrouble(ctx, w.readTrack, err)
 			continue
 		}
-		failures = 0
+		w.readTrack.OK()
 		var msgs []redis.XMessage
 		for _, s := range streams {
 			msgs = append(msgs, s.Messages...)
@@ -305,25 +313,28 @@ func (w *Worker) readLoop(ctx, workCtx context.Context) {
 // entries that keep failing to the dead stream.
 func (w *Worker) claimLoop(ctx, workCtx context.Context) {
 	defer w.loops.Done()
-	interval := min(max(w.cfg.ClaimIdle/2, 50*time.Millisecond), 30*time.Second)
-	t := time.NewTicker(interval)
+	tick(ctx, min(max(w.cfg.ClaimIdle/2, 50*time.Millisecond), 30*time.Second), func() {
+		if err := w.claimAll(ctx, workCtx); err != nil {
+			if ctx.Err() == nil {
+				w.redisTrouble(ctx, w.claimTrack, err)
+			}
+			return
+		}
+		w.claimTrack.OK()
+	})
+}
+
+// tick calls fn every d until ctx ends.
+func tick(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
-	var failures int
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := w.claimAll(ctx, workCtx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			failures++
-			w.redisTrouble(ctx, "reclaim entries", err, failures)
-			continue
-		}
-		failures = 0
+		fn()
 	}
 }
 
@@ -361,23 +372,53 @@ func (w *Worker) claimAll(ctx, workCtx context.Context) error {
 	}
 }
 
-// redisTrouble handles a failed stream command: it recreates the group when
-// Redis lost it (NOGROUP, after a restart) and otherwise backs off.
-func (w *Worker) redisTrouble(ctx context.Context, what string, err error, failures int) {
-	if strings.Contains(err.Error(), "NOGROUP") {
-		w.log.Warn("consumer group missing (Redis restarted or flushed?); recreating it", "op", what)
-		if err := w.ensureGroup(ctx); err == nil {
+// redisTrouble handles a failed stream command. NOGROUP means the group or
+// the stream is gone (Redis restarted empty, was flushed, or lost the key):
+// the worker recreates the group at once, says so through OnGroupMissing,
+// and carries on. Anything else is an outage: tr logs its start once and
+// paces the retries.
+func (w *Worker) redisTrouble(ctx context.Context, tr *outage.Tracker, err error) {
+	if stream.IsNoGroup(err) {
+		w.log.Warn("consumer group missing (Redis restarted, flushed or lost the stream?); recreating it")
+		if w.cfg.OnGroupMissing != nil {
+			w.cfg.OnGroupMissing()
+		}
+		if err = w.ensureGroup(ctx); err == nil {
 			return
 		}
 	}
-	wait := min(time.Duration(1<<min(failures, 8))*50*time.Millisecond, maxBackoff)
-	if failures == 1 || failures%20 == 0 {
-		w.log.Warn("Redis unavailable; backing off", "op", what, "err", err, "failures", failures, "wait", wait)
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(wait):
-	}
+	tr.Fail(err)
+	tr.Wait(ctx)
+}
+
+// heartbeatLoop keeps the entries this worker is processing from looking
+// abandoned: every ClaimIdle/4 it resets their idle time (XCLAIM … JUSTID to
+// itself, which leaves their delivery counts alone), so that another worker
+// reclaims them only once this one has died, not while it waits for a slow
+// receiver or for Postgres to come back.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	defer w.recs.Done()
+	every := max(w.cfg.ClaimIdle/4, 10*time.Millisecond)
+	tick(ctx, every, func() {
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.inflight))
+		for id := range w.inflight {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		if len(ids) == 0 {
+			return
+		}
+		err := w.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+			Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
+			MinIdle: every, Messages: ids,
+		}).Err()
+		if err != nil && ctx.Err() == nil && !stream.IsNoGroup(err) {
+			w.beatTrack.Fail(err)
+			return
+		}
+		w.beatTrack.OK()
+	})
 }
 
 // acquire waits for at least one free slot and takes every free slot, up to

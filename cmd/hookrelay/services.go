@@ -51,7 +51,7 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 	ret := retention.Config{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries, Interval: c.RetentionInterval, BatchSize: 1000}
 	recWorker := reconcile.NewWorker(d.pool, d.rdb, rc, wake, m, d.log.With("service", "reconcile"))
 	retWorker := retention.NewWorker(d.pool, ret, m, d.log.With("service", "retention"))
-	sched, err := deliver.NewScheduler(d.pool, d.rdb, deliver.SchedulerConfig{Stream: c.Stream}, d.log.With("service", "scheduler"),
+	sched, err := deliver.NewScheduler(d.pool, d.rdb, deliver.SchedulerConfig{Stream: c.Stream, Metrics: m}, d.log.With("service", "scheduler"),
 		deliver.WithJobs(func(w *river.Workers) error {
 			return errors.Join(reconcile.Register(w, recWorker), retention.Register(w, retWorker))
 		}, reconcile.PeriodicJob(rc), retention.PeriodicJob(ret)))
@@ -66,6 +66,9 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 		RetrySchedule: c.RetrySchedule,
 		MaxAttempts:   c.MaxAttempts,
 		Send:          sendConfig(c),
+		// A NOGROUP may be a Redis that lost data: reconcile now, not at
+		// the next periodic run.
+		OnGroupMissing: recWorker.Trigger,
 	}, m, d.log.With("service", "worker"))
 	if err != nil {
 		return nil, err

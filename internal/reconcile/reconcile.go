@@ -1,17 +1,23 @@
 // Package reconcile is the reconciler: a River periodic job (run by the River
-// leader only) that makes Postgres, the source of truth, win over Redis, the
-// fast path that may lose data.
+// leader only, and at once when a worker asks through Trigger) that makes
+// Postgres, the source of truth, win over Redis, the fast path that may lose
+// data.
 //
 // Each run it
+//   - notices that Redis lost the stream's data: a marker (a consumer group
+//     that only the reconciler creates on the stream, and remembers in
+//     Postgres) is gone, or the server's run id changed. Workers and relays
+//     recreate the group and the stream within milliseconds of a loss, so
+//     their presence proves nothing; the marker does. It then puts back on
+//     the stream every pending delivery that has no future retry (reason
+//     "redis_reset"), carrying the work over to the next run if one run is
+//     not enough. Deliveries whose retry is still in the future are left
+//     alone: their River retry jobs live in Postgres and publish them when
+//     due. Detection is best effort (INFO may be refused): nothing else in
+//     the run depends on it;
 //   - puts back on the stream every pending delivery that has shown no
-//     progress for longer than Config.After and has no future retry scheduled
-//     (reason "stale");
-//   - notices that Redis lost data — its run id changed since the last run, or
-//     the stream or the consumer group vanished — and then puts back at once
-//     every pending delivery that has no future retry, without waiting for
-//     the threshold (reason "redis_reset"). Deliveries whose retry is still in
-//     the future are left alone: their River retry jobs live in Postgres and
-//     publish them when due;
+//     progress for longer than Config.After, has no future retry scheduled,
+//     and cannot still be queued in the stream (reason "stale");
 //   - reports outbox rows still unpublished after Config.After and wakes the
 //     relays (it never fans out itself: that is the relay's job);
 //   - updates the stream length and pending-entries gauges.
@@ -27,6 +33,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +42,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/outage"
 )
 
 // Defaults applied to zero fields of Config.
@@ -107,6 +116,13 @@ type Worker struct {
 	wake func()
 	m    *metrics.Metrics
 	log  *slog.Logger
+
+	// infoTrack logs once that INFO is refused (and once that it answers
+	// again); detectTrack the same for loss detection as a whole.
+	infoTrack, detectTrack *outage.Tracker
+
+	trig                   sync.Mutex
+	trigRunning, trigAgain bool
 }
 
 // NewWorker returns the reconciler. wake nudges a relay running in this
@@ -116,7 +132,10 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, wake f
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Worker{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log.With("component", "reconcile")}
+	log = log.With("component", "reconcile")
+	return &Worker{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log,
+		infoTrack:   outage.New("redis: INFO server for the run id", log, nil),
+		detectTrack: outage.New("redis: detect data loss", log, nil)}
 }
 
 // Register adds the reconciler to a River client's workers.
@@ -136,9 +155,12 @@ func PeriodicJob(cfg Config) *river.PeriodicJob {
 		&river.PeriodicJobOpts{ID: Kind, RunOnStart: true})
 }
 
-// Timeout bounds one run; a reset re-publishing many deliveries may need more
-// than River's default minute.
-func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return 5 * time.Minute }
+// runTimeout bounds one run. It stays under the River client's stuck-job
+// rescue; a reset too large for one run is carried on by the next.
+const runTimeout = 90 * time.Second
+
+// Timeout bounds one run (River calls it).
+func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return runTimeout }
 
 // Work runs the reconciler once (River calls it).
 func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
@@ -146,15 +168,73 @@ func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
 	if err != nil {
 		return err
 	}
+	w.report(res)
+	return nil
+}
+
+func (w *Worker) report(res Result) {
 	if res.Stale > 0 || res.Reset > 0 || res.RedisReset != "" {
 		w.log.Info("reconciled deliveries", "stale", res.Stale, "redis_reset", res.RedisReset,
 			"reset", res.Reset, "stream_length", res.StreamLength, "stream_pending", res.StreamPending)
 	}
-	return nil
+}
+
+// Trigger asks for a run now, without waiting for the periodic one: a
+// worker met NOGROUP, so Redis may have lost data. It never blocks. Requests
+// made while a triggered run is under way are merged into one more run after
+// it; a run skipped because another process holds the reconciler's lock is
+// tried again shortly, so the request is not lost behind the periodic run.
+func (w *Worker) Trigger() {
+	w.trig.Lock()
+	defer w.trig.Unlock()
+	if w.trigRunning {
+		w.trigAgain = true
+		return
+	}
+	w.trigRunning = true
+	go w.triggered()
+}
+
+// triggerRetries and triggerRetryWait bound how long a triggered run waits
+// for another process's run to end.
+const (
+	triggerRetries   = 40
+	triggerRetryWait = 250 * time.Millisecond
+)
+
+func (w *Worker) triggered() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+		for range triggerRetries {
+			res, err := w.Reconcile(ctx)
+			if err != nil {
+				w.log.Warn("triggered reconcile run failed; the periodic run will try again", "err", err)
+				break
+			}
+			if !res.Skipped {
+				w.report(res)
+				break
+			}
+			time.Sleep(triggerRetryWait) // another process's run holds the lock
+		}
+		cancel()
+		w.trig.Lock()
+		if !w.trigAgain {
+			w.trigRunning = false
+			w.trig.Unlock()
+			return
+		}
+		w.trigAgain = false
+		w.trig.Unlock()
+	}
 }
 
 // Reconcile runs the reconciler once. Only one run at a time proceeds across
 // all processes sharing the database; a concurrent one returns Skipped.
+//
+// Loss detection is best effort and never stops the run: whatever it fails
+// on (INFO refused, say), the reset in progress and the stale sweep still
+// run.
 func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
 	var res Result
 	conn, err := w.pool.Acquire(ctx)
@@ -186,36 +266,86 @@ func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
 		return res, err
 	}
 
-	state, err := w.checkRedis(ctx)
+	res.RedisReset, err = w.detectLoss(ctx, now)
 	if err != nil {
+		w.detectTrack.Fail(err)
+	} else {
+		w.detectTrack.OK()
+	}
+	if res.RedisReset != "" {
+		if w.m != nil {
+			w.m.RedisLossDetected.WithLabelValues(res.RedisReset).Inc()
+		}
+		w.log.Warn("redis lost the stream's data; re-publishing every pending delivery", "reason", res.RedisReset)
+	}
+	if res.Reset, err = w.carryOnReset(ctx, now); err != nil {
 		return res, err
 	}
-	res.RedisReset = state.reset
-	if state.reset != "" {
-		if err := w.ensureGroup(ctx); err != nil {
-			return res, err
-		}
-		if res.Reset, err = w.republish(ctx, now, now, "redis_reset"); err != nil {
-			return res, err
-		}
-		w.log.Warn("redis lost data; re-published pending deliveries", "reason", state.reset, "deliveries", res.Reset)
-	}
-	// Remember the run id only once everything it asked for is done: a run
-	// that fails half-way is retried and detects the reset again.
-	if state.runID != "" && state.runID != state.stored {
-		if _, err := w.pool.Exec(ctx, sqlStoreState, keyRedisRunID, state.runID); err != nil {
-			return res, fmt.Errorf("reconcile: remember redis run id: %w", err)
-		}
-	}
 
-	cutoff := now.Add(-w.cfg.After)
-	if res.Stale, err = w.republish(ctx, cutoff, cutoff, "stale"); err != nil {
+	if res.Stale, err = w.sweepStale(ctx, now); err != nil {
 		return res, err
 	}
 	if res.StreamLength, res.StreamPending, err = w.streamGauges(ctx); err != nil {
-		return res, err
+		return res, fmt.Errorf("reconcile: %w", err)
 	}
 	return res, nil
+}
+
+// carryOnReset re-publishes, after a detected loss, every pending delivery
+// last published before the loss was found whose retry (if any) is due. The
+// loss time is kept in Postgres until the whole backlog is back on the
+// stream, so a run that fails or times out half-way is continued by the next
+// one, without re-publishing what it already did (each batch bumps
+// updated_at past the loss time).
+func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
+	v, err := w.loadState(ctx, keyResetBefore)
+	if err != nil || v == "" {
+		return 0, err
+	}
+	us, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %s %q: %w", keyResetBefore, v, err)
+	}
+	n, err := w.republish(ctx, time.UnixMicro(us), now, "redis_reset")
+	if err != nil {
+		return n, err
+	}
+	if _, err := w.pool.Exec(ctx, sqlForgetState, keyResetBefore, v); err != nil {
+		return n, fmt.Errorf("reconcile: forget %s: %w", keyResetBefore, err)
+	}
+	w.log.Info("re-published pending deliveries after the redis loss", "deliveries", n)
+	return n, nil
+}
+
+// sweepStale re-publishes the pending deliveries that have shown no progress
+// for longer than After and whose entry cannot still be in the stream. The
+// stream only holds entries not yet acknowledged; if it holds any, a
+// delivery last published after the oldest of them (less a margin for the
+// two servers' clocks) may simply be queued behind it — during a worker
+// outage, the whole backlog — and is left alone: re-publishing it would
+// double the backlog at every run. Lost entries of a Redis that lost data
+// are the loss detection's to re-publish, not the sweep's.
+func (w *Worker) sweepStale(ctx context.Context, now time.Time) (int, error) {
+	cutoff := now.Add(-w.cfg.After)
+	oldest, queued, err := w.oldestEntry(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %w", err)
+	}
+	if queued {
+		cutoff = minTime(cutoff, oldest.Add(-clockMargin))
+	}
+	return w.republish(ctx, cutoff, cutoff, "stale")
+}
+
+// clockMargin allows for Redis's clock (stream entry ids) and Postgres's
+// (updated_at) to disagree.
+const clockMargin = 30 * time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // checkOutbox counts outbox rows unpublished since before cutoff and, if

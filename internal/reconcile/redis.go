@@ -3,62 +3,140 @@ package reconcile
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Reasons for which Redis is considered to have lost data.
 const (
+	// ResetMarkerGone: the marker group that only the reconciler creates on
+	// the stream, and remembers in Postgres, is gone. That covers FLUSHDB,
+	// FLUSHALL, DEL or eviction of the stream key and a restart without
+	// persistence, whoever recreated the stream or the group since.
+	ResetMarkerGone = "marker_missing"
+	// ResetRunIDChanged: the server's run id changed (a restart, or a
+	// failover) while the marker survived, e.g. a restart from an
+	// append-only file that may have lost its last second.
 	ResetRunIDChanged = "run_id_changed"
-	ResetStreamGone   = "stream_missing"
-	ResetGroupGone    = "group_missing"
 )
 
-// redisState is what checkRedis found.
-type redisState struct {
-	runID  string // the server's run id now
-	stored string // the run id remembered in Postgres ("" the first time)
-	reset  string // one of the Reset* reasons, or ""
-}
+// markerPrefix names the reconciler's marker groups: the marker is a
+// consumer group of the stream, so it lives in the stream key itself (on the
+// stream's own node in a Cluster) and goes wherever the stream's data goes.
+// It never reads.
+const markerPrefix = "hookrelay-marker-"
 
-// checkRedis compares Redis's run id with the one remembered in Postgres and
-// checks that the stream and its consumer group exist. The first run id ever
-// seen is only remembered: nothing says the data was lost then, and a
-// missing stream or group still counts.
-func (w *Worker) checkRedis(ctx context.Context) (redisState, error) {
-	var st redisState
-	info, err := w.serverInfo(ctx)
+// detectLoss reports whether Redis lost the stream's data since the last
+// run ("" if not) and leaves a marker for the next run to find. Workers
+// recreate the consumer group within milliseconds of a NOGROUP and relays
+// recreate the stream on their next XADD, so neither says anything; the
+// marker is written by nobody else. The server's run id (INFO) is only a
+// second, best-effort signal: a Redis that refuses INFO (an ACL without
+// @dangerous, a proxy) still has its losses detected.
+//
+// now is the database's clock: deliveries last published before it are
+// re-published when a loss is found.
+func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) {
+	stored, err := w.loadState(ctx, keyMarker)
 	if err != nil {
-		return st, fmt.Errorf("reconcile: redis INFO server: %w", err)
-	}
-	st.runID = runID(info)
-	err = w.pool.QueryRow(ctx, sqlLoadState, keyRedisRunID).Scan(&st.stored)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return st, fmt.Errorf("reconcile: load redis run id: %w", err)
-	}
-	if st.stored != "" && st.runID != "" && st.stored != st.runID {
-		st.reset = ResetRunIDChanged
-		return st, nil
+		return "", err
 	}
 	groups, err := w.rdb.XInfoGroups(ctx, w.cfg.Stream).Result()
-	switch {
-	case err != nil && strings.Contains(err.Error(), "no such key"):
-		st.reset = ResetStreamGone
-		return st, nil
-	case err != nil:
-		return st, fmt.Errorf("reconcile: XINFO GROUPS %s: %w", w.cfg.Stream, err)
+	if err != nil && !stream.IsNoSuchKey(err) {
+		return "", fmt.Errorf("XINFO GROUPS %s: %w", w.cfg.Stream, err)
 	}
+	hasMarker, hasGroup := false, false
+	var staleMarkers []string
 	for _, g := range groups {
-		if g.Name == w.cfg.Group {
-			return st, nil
+		switch {
+		case g.Name == w.cfg.Group:
+			hasGroup = true
+		case stored != "" && g.Name == markerPrefix+stored:
+			hasMarker = true
+		case strings.HasPrefix(g.Name, markerPrefix):
+			staleMarkers = append(staleMarkers, g.Name)
 		}
 	}
-	st.reset = ResetGroupGone
-	return st, nil
+	reason := ""
+	if stored != "" && !hasMarker {
+		reason = ResetMarkerGone
+	}
+	runID, changed, err := w.checkRunID(ctx)
+	if err != nil {
+		w.infoTrack.Fail(err)
+	} else {
+		w.infoTrack.OK()
+		if reason == "" && changed {
+			reason = ResetRunIDChanged
+		}
+	}
+	if !hasGroup {
+		if err := stream.EnsureGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group); err != nil {
+			return reason, err
+		}
+	}
+	if reason != "" {
+		// Remembered before the marker is replaced: a run that dies from here
+		// on leaves the reset to the next run instead of forgetting it.
+		if err := w.storeState(ctx, keyResetBefore, strconv.FormatInt(now.UnixMicro(), 10)); err != nil {
+			return reason, err
+		}
+	}
+	if runID != "" {
+		if err := w.storeState(ctx, keyRedisRunID, runID); err != nil {
+			return reason, err
+		}
+	}
+	if reason != "" || !hasMarker {
+		if err := w.placeMarker(ctx, staleMarkers); err != nil {
+			return reason, err
+		}
+	}
+	return reason, nil
+}
+
+// placeMarker creates a new marker group (and the stream, if missing),
+// remembers it, and removes the markers of earlier runs.
+func (w *Worker) placeMarker(ctx context.Context, stale []string) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	if err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, markerPrefix+token, "$").Err(); err != nil {
+		return fmt.Errorf("create marker group on %s: %w", w.cfg.Stream, err)
+	}
+	if err := w.storeState(ctx, keyMarker, token); err != nil {
+		return err
+	}
+	for _, g := range stale {
+		_ = w.rdb.XGroupDestroy(ctx, w.cfg.Stream, g).Err() // best effort: the next run tries again
+	}
+	return nil
+}
+
+// checkRunID reads the server's run id and reports whether it differs from
+// the one remembered in Postgres; it returns "" when there is nothing new
+// to remember. The first run id ever seen is only remembered.
+func (w *Worker) checkRunID(ctx context.Context) (id string, changed bool, err error) {
+	info, err := w.serverInfo(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("redis INFO server (best effort; loss detection goes on through the marker): %w", err)
+	}
+	id = runID(info)
+	stored, err := w.loadState(ctx, keyRedisRunID)
+	if err != nil || id == "" || id == stored {
+		return "", false, err
+	}
+	return id, stored != "", nil
 }
 
 // serverInfo reads INFO server from the server that holds the stream: in a
@@ -75,15 +153,23 @@ func (w *Worker) serverInfo(ctx context.Context) (string, error) {
 	return w.rdb.Info(ctx, "server").Result()
 }
 
-// ensureGroup creates the consumer group (and the stream) if they are
-// missing, reading from the start of the stream so that no entry published
-// before a worker recreates it is skipped.
-func (w *Worker) ensureGroup(ctx context.Context) error {
-	err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, w.cfg.Group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("reconcile: create consumer group %s on %s: %w", w.cfg.Group, w.cfg.Stream, err)
+// oldestEntry is the time of the oldest entry in the stream (from its id),
+// and false when the stream is empty or missing. Entries are deleted once
+// acknowledged, so every entry left is unread or being processed.
+func (w *Worker) oldestEntry(ctx context.Context) (time.Time, bool, error) {
+	msgs, err := w.rdb.XRangeN(ctx, w.cfg.Stream, "-", "+", 1).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("XRANGE %s: %w", w.cfg.Stream, err)
 	}
-	return nil
+	if len(msgs) == 0 {
+		return time.Time{}, false, nil
+	}
+	ms, _, _ := strings.Cut(msgs[0].ID, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("stream entry id %q: %w", msgs[0].ID, err)
+	}
+	return time.UnixMilli(n), true, nil
 }
 
 // streamGauges reads and reports the stream's length and the number of
@@ -91,14 +177,14 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 func (w *Worker) streamGauges(ctx context.Context) (length, pending int64, err error) {
 	length, err = w.rdb.XLen(ctx, w.cfg.Stream).Result()
 	if err != nil {
-		return 0, 0, fmt.Errorf("reconcile: XLEN %s: %w", w.cfg.Stream, err)
+		return 0, 0, fmt.Errorf("XLEN %s: %w", w.cfg.Stream, err)
 	}
 	p, err := w.rdb.XPending(ctx, w.cfg.Stream, w.cfg.Group).Result()
 	switch {
-	case err != nil && (strings.HasPrefix(err.Error(), "NOGROUP") || errors.Is(err, redis.Nil)):
+	case err != nil && (stream.IsNoGroup(err) || errors.Is(err, redis.Nil)):
 		pending = 0
 	case err != nil:
-		return 0, 0, fmt.Errorf("reconcile: XPENDING %s %s: %w", w.cfg.Stream, w.cfg.Group, err)
+		return 0, 0, fmt.Errorf("XPENDING %s %s: %w", w.cfg.Stream, w.cfg.Group, err)
 	default:
 		pending = p.Count
 	}
@@ -107,6 +193,24 @@ func (w *Worker) streamGauges(ctx context.Context) (length, pending int64, err e
 		w.m.StreamPending.Set(float64(pending))
 	}
 	return length, pending, nil
+}
+
+// loadState reads a value the reconciler keeps in Postgres ("" if none).
+func (w *Worker) loadState(ctx context.Context, key string) (string, error) {
+	var v string
+	err := w.pool.QueryRow(ctx, sqlLoadState, key).Scan(&v)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("load %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// storeState remembers a value in Postgres.
+func (w *Worker) storeState(ctx context.Context, key, value string) error {
+	if _, err := w.pool.Exec(ctx, sqlStoreState, key, value); err != nil {
+		return fmt.Errorf("remember %s: %w", key, err)
+	}
+	return nil
 }
 
 // runID extracts run_id from the text of INFO server.

@@ -19,11 +19,14 @@ const (
 	sqlTryLock = `SELECT pg_try_advisory_lock($1)`
 	sqlUnlock  = `SELECT pg_advisory_unlock($1)`
 
-	keyRedisRunID = "redis_run_id"
-	sqlLoadState  = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
-	sqlStoreState = `
+	keyRedisRunID  = "redis_run_id"
+	keyMarker      = "redis_marker"       // token of the marker group on the stream
+	keyResetBefore = "redis_reset_before" // a loss found then (unix µs) is still being re-published
+	sqlLoadState   = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
+	sqlStoreState  = `
 INSERT INTO hookrelay.maintenance_state (key, value) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`
+	sqlForgetState = `DELETE FROM hookrelay.maintenance_state WHERE key = $1 AND value = $2`
 
 	// Served by outbox_unpublished_idx (a partial index of the few
 	// unpublished rows).

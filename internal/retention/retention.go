@@ -112,8 +112,10 @@ func PeriodicJob(cfg Config) *river.PeriodicJob {
 		&river.PeriodicJobOpts{ID: Kind, RunOnStart: true})
 }
 
-// Timeout leaves the run its budget plus time to finish the last batch.
-func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.cfg.Budget + time.Minute }
+// Timeout leaves the run its budget plus time to finish the last batch. It
+// stays under the River client's stuck-job rescue (deliver.DefaultRescueStuckJob)
+// for the default budget, so a running prune is not rescued as stuck.
+func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.cfg.Budget + 30*time.Second }
 
 // Work runs retention once (River calls it).
 func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {

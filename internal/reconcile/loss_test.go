@@ -1,0 +1,281 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/reconcile"
+	"github.com/hookrelay/hookrelay/internal/stream"
+	"github.com/hookrelay/hookrelay/internal/testredis"
+)
+
+// groups lists the stream's consumer groups other than the reconciler's
+// marker, with how many entries each has not read yet.
+func (e *env) groups(t *testing.T) map[string]int64 {
+	t.Helper()
+	gs, err := e.rdb.XInfoGroups(context.Background(), e.keys.Stream).Result()
+	if err != nil {
+		t.Fatalf("XINFO GROUPS: %v", err)
+	}
+	out := map[string]int64{}
+	for _, g := range gs {
+		if !strings.HasPrefix(g.Name, "hookrelay-marker-") {
+			out[g.Name] = g.Lag
+		}
+	}
+	return out
+}
+
+func TestReconcile_RedisRestartRepublishesAllPendingAtOnceAndOnlyOnce(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartServer(t)
+	rdb := srv.Client()
+	e := newEnv(t, rdb, testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	if res := e.run(t); res.RedisReset != "" || res.Reset != 0 {
+		t.Fatalf("first run on a fresh Redis: %+v, want no reset", res)
+	}
+
+	fresh := e.delivery(t, "pending", time.Second, nil)
+	dueRetry := e.delivery(t, "pending", 2*time.Minute, in(-5*time.Second))
+	e.delivery(t, "pending", time.Second, in(time.Hour)) // River will publish it when due
+	e.delivery(t, "delivered", time.Second, nil)
+	e.delivery(t, "failed", time.Second, nil)
+	if res := e.run(t); res.Stale != 0 || res.Reset != 0 {
+		t.Fatalf("run before the restart: %+v, want nothing re-published", res)
+	}
+
+	srv.Restart()
+	res := e.run(t)
+	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 2 {
+		t.Fatalf("run after the restart: %+v, want reset %q of 2 deliveries", res, reconcile.ResetMarkerGone)
+	}
+	wantIDs(t, e.published(t), fresh, dueRetry)
+	if got := value(e.m.Reconciled.WithLabelValues("redis_reset")); got != 2 {
+		t.Fatalf("reconciled{redis_reset} = %v, want 2", got)
+	}
+	if got := value(e.m.RedisLossDetected.WithLabelValues(reconcile.ResetMarkerGone)); got != 1 {
+		t.Fatalf("redis_loss_detected{marker_missing} = %v, want 1", got)
+	}
+	if g := e.groups(t); len(g) != 1 || g[e.keys.Group] != 2 {
+		t.Fatalf("consumer groups after the reset: %v, want %s with the 2 entries unread", g, e.keys.Group)
+	}
+
+	res = e.run(t)
+	if res.RedisReset != "" || res.Reset != 0 || res.Stale != 0 {
+		t.Fatalf("run after the reset was handled: %+v, want nothing", res)
+	}
+	if n := len(e.published(t)); n != 2 {
+		t.Fatalf("stream holds %d entries, want still 2", n)
+	}
+}
+
+func TestReconcile_LossSurvivesARestartOfTheReconciler(t *testing.T) {
+	t.Parallel()
+	srv := testredis.StartServer(t)
+	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "s", Group: "g"})
+	e.run(t)
+	srv.Restart()
+	e.delivery(t, "pending", time.Second, nil)
+	// A new worker (another process, or this one restarted) still knows the marker.
+	other := reconcile.NewWorker(e.pool, srv.Client(), e.config(), nil, metrics.New(), nil)
+	res, err := other.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+		t.Fatalf("%+v, want the loss detected by a new worker", res)
+	}
+}
+
+// TestReconcile_DetectsLossWhateverRecreatedTheStream loses the stream's
+// data without a restart (the run id stays the same) and, before the
+// reconciler runs, lets a worker recreate the group (as on NOGROUP) and a
+// relay recreate the stream (its next XADD): the loss must still be found.
+func TestReconcile_DetectsLossWhateverRecreatedTheStream(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		lose func(ctx context.Context, rdb redis.UniversalClient, k testredis.Keys) error
+	}{
+		{"FLUSHDB", func(ctx context.Context, rdb redis.UniversalClient, _ testredis.Keys) error {
+			return rdb.FlushDB(ctx).Err()
+		}},
+		{"FLUSHALL", func(ctx context.Context, rdb redis.UniversalClient, _ testredis.Keys) error {
+			return rdb.FlushAll(ctx).Err()
+		}},
+		{"DEL stream", func(ctx context.Context, rdb redis.UniversalClient, k testredis.Keys) error {
+			return rdb.Del(ctx, k.Stream).Err()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			srv := testredis.StartServer(t)
+			e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+			e.run(t)
+			queued := e.delivery(t, "pending", time.Second, nil) // its entry was in the stream
+			if err := tc.lose(ctx, e.rdb, e.keys); err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.EnsureGroup(ctx, e.rdb, e.keys.Stream, e.keys.Group); err != nil {
+				t.Fatal(err)
+			}
+			later := e.delivery(t, "pending", 0, nil)
+			if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{later}); err != nil {
+				t.Fatal(err)
+			}
+			res := e.run(t)
+			if res.RedisReset != reconcile.ResetMarkerGone {
+				t.Fatalf("%+v, want the loss detected (%q)", res, reconcile.ResetMarkerGone)
+			}
+			if !slices.Contains(e.published(t), queued) {
+				t.Fatalf("delivery %s, whose entry was lost, was not re-published", queued)
+			}
+			if res := e.run(t); res.RedisReset != "" || res.Reset != 0 {
+				t.Fatalf("next run still sees a loss: %+v", res)
+			}
+		})
+	}
+}
+
+func TestReconcile_DestroyedGroupIsRecreatedWithoutALoss(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	ctx := context.Background()
+	e.run(t)
+	id := e.delivery(t, "pending", time.Second, nil)
+	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.XGroupDestroy(ctx, e.keys.Stream, e.keys.Group).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := e.run(t)
+	if res.RedisReset != "" || res.Reset != 0 {
+		t.Fatalf("%+v, want no loss: the entries are still in the stream", res)
+	}
+	if g := e.groups(t); g[e.keys.Group] != 1 {
+		t.Fatalf("groups %v, want %s recreated with its entry unread", g, e.keys.Group)
+	}
+}
+
+// TestReconcile_RefusedINFOStopsNeitherDetectionNorTheSweep runs the
+// reconciler as a Redis user without @dangerous commands, as a
+// least-privilege ACL or a managed Redis would have it: INFO is refused.
+func TestReconcile_RefusedINFOStopsNeitherDetectionNorTheSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	admin := srv.Client()
+	restricted := aclClient(t, srv, admin, "+@all -@dangerous")
+	if err := restricted.Info(ctx, "server").Err(); err == nil {
+		t.Fatal("INFO answered for a user without @dangerous; the test proves nothing")
+	}
+	e := newEnv(t, restricted, testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	e.run(t)
+	stale := e.delivery(t, "pending", 10*time.Minute, nil)
+	if res := e.run(t); res.Stale != 1 {
+		t.Fatalf("%+v, want the stale delivery re-published", res)
+	}
+	wantIDs(t, e.published(t), stale)
+
+	if err := admin.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pending := e.delivery(t, "pending", time.Second, nil)
+	res := e.run(t)
+	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 2 {
+		t.Fatalf("%+v, want the FLUSHALL detected and 2 deliveries re-published", res)
+	}
+	wantIDs(t, e.published(t), stale, pending)
+}
+
+// TestReconcile_InterruptedResetIsCarriedOnByTheNextRun loses data, then
+// lets the first run's re-publishing fail (its user may not XADD): the next
+// run, with Redis answering, must still re-publish everything.
+func TestReconcile_InterruptedResetIsCarriedOnByTheNextRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	admin := srv.Client()
+	e := newEnv(t, admin, testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	e.run(t)
+	a := e.delivery(t, "pending", time.Second, nil)
+	b := e.delivery(t, "pending", time.Second, nil)
+	c := e.delivery(t, "pending", time.Second, nil) // three: more than one batch of 2
+	if err := admin.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	noXADD := aclClient(t, srv, admin, "+@all -@dangerous -xadd")
+	failing := reconcile.NewWorker(e.pool, noXADD, e.config(), nil, metrics.New(), nil)
+	if res, err := failing.Reconcile(ctx); err == nil {
+		t.Fatalf("run with XADD refused: %+v, want an error", res)
+	}
+	res := e.run(t)
+	if res.Reset != 3 {
+		t.Fatalf("%+v, want the interrupted reset carried on: 3 re-published", res)
+	}
+	wantIDs(t, e.published(t), a, b, c)
+	if res := e.run(t); res.Reset != 0 || res.RedisReset != "" {
+		t.Fatalf("%+v, want the reset finished", res)
+	}
+}
+
+// TestReconcile_StaleSweepLeavesAQueuedBacklogAlone is a worker outage: the
+// stream holds entries nobody reads, and deliveries queued behind them have
+// been idle longer than After. Re-publishing them would double the backlog at
+// every run; once the stream has drained, a delivery still stale is lost and
+// is re-published.
+func TestReconcile_StaleSweepLeavesAQueuedBacklogAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := sharedEnv(t)
+	e.run(t)
+	oldest := fmt.Sprintf("%d-0", time.Now().Add(-30*time.Minute).UnixMilli())
+	if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.keys.Stream, ID: oldest,
+		Values: []string{stream.Field, uuid.NewString()}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	queued := e.delivery(t, "pending", 10*time.Minute, nil)
+	if res := e.run(t); res.Stale != 0 {
+		t.Fatalf("%+v, want nothing re-published while older entries are queued", res)
+	}
+	lost := e.delivery(t, "pending", time.Hour, nil) // published before the oldest entry: it is gone
+	if res := e.run(t); res.Stale != 1 {
+		t.Fatalf("%+v, want only the delivery older than the queue re-published", res)
+	}
+	// The backlog drains: what is left in the stream is lost's new entry,
+	// published after queued's last publish, so queued cannot be behind it.
+	if err := e.rdb.XDel(ctx, e.keys.Stream, oldest).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Stale != 1 {
+		t.Fatalf("%+v, want the delivery no entry can be holding re-published", res)
+	}
+	wantIDs(t, e.published(t), lost, queued)
+}
+
+// aclClient creates a Redis user with the given command rules and returns
+// a client logged in as it.
+func aclClient(t *testing.T, srv *testredis.Server, admin *redis.Client, rules string) *redis.Client {
+	t.Helper()
+	user := fmt.Sprintf("u%d", time.Now().UnixNano())
+	args := []any{"ACL", "SETUSER", user, "on", ">secret", "~*", "&*"}
+	for _, r := range strings.Fields(rules) {
+		args = append(args, r)
+	}
+	if err := admin.Do(context.Background(), args...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), Username: user, Password: "secret"})
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -132,45 +132,59 @@ func (w *Worker) flush(ctx context.Context, batch []attempted) {
 // as it lasts, and meanwhile the worker's slots stay taken, so it stops
 // reading new entries. When the batch fails for one of its rows (bad data,
 // or a row held by another transaction past the lock timeout), its attempts
-// are recorded one by one so that the others go through; only an attempt
-// that fails on its own with a permanent error is left unrecorded, its entry
-// pending for reclaim. persist gives up only when the worker is killed.
+// are recorded one by one so that the others go through, and the ones that
+// failed transiently are retried together; only an attempt that fails on
+// its own with a permanent error is left unrecorded, its entry pending for
+// reclaim. persist gives up only when the worker is killed.
 //
 // recheck says an earlier try may have committed unbeknownst to us.
 func (w *Worker) persist(ctx context.Context, batch []attempted, recheck bool) []attempted {
-	for {
-		if w.isKilled() {
-			return nil
-		}
-		err := w.recordBatch(ctx, batch, recheck)
+	var done []attempted
+	todo := batch
+	for len(todo) > 0 && !w.isKilled() {
+		err := w.recordBatch(ctx, todo, recheck)
 		if err == nil {
 			w.recordTrack.OK()
-			return batch
+			return append(done, todo...)
 		}
 		if w.isKilled() || ctx.Err() != nil {
-			return nil
+			break
 		}
-		oneAtFault := !dberr.Transient(err) || dberr.Is(err, dberr.LockNotAvailable)
-		switch {
-		case oneAtFault && len(batch) > 1:
+		if len(todo) > 1 && (!dberr.Transient(err) || dberr.Is(err, dberr.LockNotAvailable)) {
 			w.log.Warn("recording a batch failed on one of its deliveries; recording them one by one",
-				"deliveries", len(batch), "err", err)
-			var out []attempted
-			for i := range batch {
-				out = append(out, w.persist(ctx, batch[i:i+1], recheck)...)
+				"deliveries", len(todo), "err", err)
+			var again []attempted
+			for i := range todo {
+				one := todo[i : i+1]
+				switch e := w.recordBatch(ctx, one, recheck); {
+				case e == nil:
+					done = append(done, one[0])
+				case dberr.Transient(e):
+					again, err = append(again, one[0]), e
+				default:
+					w.dropUnrecordable(one[0], e)
+				}
 			}
-			return out
-		case !dberr.Transient(err):
-			w.log.Error("record delivery; entry left pending for reclaim",
-				"delivery_id", batch[0].j.id, "entry", batch[0].j.msg.ID, "err", err)
-			return nil
+			if todo = again; len(todo) == 0 {
+				w.recordTrack.OK()
+				break
+			}
+		} else if !dberr.Transient(err) {
+			w.dropUnrecordable(todo[0], err)
+			break
 		}
 		// The COMMIT may have reached the server before the connection
 		// broke: the next try looks for the attempts first.
 		recheck = true
 		w.recordTrack.Fail(err)
 		if !w.recordTrack.Wait(ctx) {
-			return nil
+			break
 		}
 	}
+	return done
+}
+
+// dropUnrecordable gives up on an attempt that Postgres refuses on its own.
+func (w *Worker) dropUnrecordable(a attempted, err error) {
+	w.log.Error("record delivery; entry left pending for reclaim", "delivery_id", a.j.id, "entry", a.j.msg.ID, "err", err)
 }

@@ -219,6 +219,11 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 
 // deleteWebhook deletes the webhook and, in the same transaction, marks its
 // pending deliveries skipped, so that none is left waiting forever.
+//
+// It takes its locks in the worker's order: deliveries first (by id, as
+// deliver locks a recording batch), then the webhook. The worker's recording
+// transaction locks its deliveries and then deactivates their webhook after a
+// 410; deleting the webhook first would deadlock with it.
 func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	project, id, err := projectWebhook(r)
 	if err != nil {
@@ -226,6 +231,11 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	var skipped int64
 	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(r.Context(), `SELECT id FROM hookrelay.deliveries
+			WHERE webhook_id = $1 AND project_id = $2 AND status = 'pending'
+			ORDER BY id FOR UPDATE`, id, project); err != nil {
+			return fmt.Errorf("lock pending deliveries of webhook %s: %w", id, err)
+		}
 		tag, err := tx.Exec(r.Context(), `DELETE FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`, project, id)
 		if err != nil {
 			return fmt.Errorf("delete webhook %s: %w", id, err)

@@ -260,8 +260,34 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// regenerateSecret gives the webhook a new secret; the old one becomes
-// previous_secret and keeps signing for cfg.SecretGrace.
+// maxPreviousSecrets is how many retired secrets keep signing at most: after
+// more regenerations within one grace period, the oldest stop early.
+const maxPreviousSecrets = 5
+
+// regenerateSecretSQL retires the current secret into previous_secrets
+// (most recent first, expiring after the grace period, $4 microseconds),
+// prunes entries whose grace period ended, keeps the $5 most recent, and
+// sets the new secret $3.
+const regenerateSecretSQL = `UPDATE hookrelay.webhooks SET
+	previous_secrets = (
+		SELECT coalesce(jsonb_agg(kept.e ORDER BY kept.ord), '[]')
+		FROM (
+			SELECT e, ord FROM (
+				SELECT jsonb_build_object('secret', secret,
+					'expires_at', now() + $4 * interval '1 microsecond') AS e, 0::bigint AS ord
+				UNION ALL
+				SELECT p.e, p.ord FROM jsonb_array_elements(previous_secrets) WITH ORDINALITY AS p(e, ord)
+				WHERE (p.e ->> 'expires_at')::timestamptz > now()
+			) candidates
+			ORDER BY ord LIMIT $5
+		) kept),
+	secret = $3, updated_at = now()
+	WHERE project_id = $1 AND id = $2
+	RETURNING ` + webhookColumns
+
+// regenerateSecret gives the webhook a new secret; the old one joins
+// previous_secrets and keeps signing for cfg.SecretGrace, as do the ones
+// retired before it until their own grace periods end.
 func (a *app) regenerateSecret(w http.ResponseWriter, r *http.Request) error {
 	project, id, err := projectWebhook(r)
 	if err != nil {
@@ -271,12 +297,8 @@ func (a *app) regenerateSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("regenerate secret: %w", err)
 	}
-	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), `UPDATE hookrelay.webhooks SET
-		previous_secret = secret,
-		previous_secret_expires_at = now() + $4 * interval '1 microsecond',
-		secret = $3, updated_at = now()
-		WHERE project_id = $1 AND id = $2
-		RETURNING `+webhookColumns, project, id, secret, a.cfg.SecretGrace.Microseconds()))
+	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), regenerateSecretSQL,
+		project, id, secret, a.cfg.SecretGrace.Microseconds(), maxPreviousSecrets))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("webhook")
 	}

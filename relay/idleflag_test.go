@@ -116,3 +116,53 @@ func TestRelay_WakeOffSendsNoNotify(t *testing.T) {
 		t.Fatalf("unpublished events = %d, want both (the opted-out one waits for the poll)", e.unpublished())
 	}
 }
+
+// TestRelay_WakeOffLetsAnEmittingTransactionBePrepared runs two-phase commit
+// where the server allows it (max_prepared_transactions > 0): while the relay
+// is idle, PREPARE TRANSACTION refuses an emitting transaction (its NOTIFY
+// cannot be prepared) unless it set hookrelay.wake = 'off'.
+func TestRelay_WakeOffLetsAnEmittingTransactionBePrepared(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e.count(`SELECT current_setting('max_prepared_transactions')::int`) == 0 {
+		t.Skip("the server has max_prepared_transactions = 0")
+	}
+	r, _ := e.relay(time.Hour, 100, false)
+	if err := relay.SetIdle(ctx, r, true); err != nil {
+		t.Fatal(err)
+	}
+	prepare := func(wake string) error {
+		conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		gid := "hookrelay-test-" + uuid.NewString()
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "SELECT set_config('hookrelay.wake', $1, true)", wake); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := outbox.Emit(ctx, conn, outbox.Event{Type: "x", ProjectID: uuid.New(), Data: map[string]int{}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'"); err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, "COMMIT PREPARED '"+gid+"'")
+		return err
+	}
+	if err := prepare("on"); err == nil {
+		t.Fatal("PREPARE TRANSACTION of an emitting transaction succeeded while the relay is idle; " +
+			"the opt-out is no longer needed and the README says otherwise")
+	}
+	if err := prepare("off"); err != nil {
+		t.Fatalf("with hookrelay.wake = 'off': %v", err)
+	}
+	if n := e.unpublished(); n != 1 {
+		t.Fatalf("unpublished events = %d, want the prepared and committed one", n)
+	}
+}

@@ -27,8 +27,8 @@ type testResult struct {
 
 // testWebhook signs and sends a webhook.test event to the webhook now, with a
 // fresh event and delivery id, exactly as the worker would (same headers,
-// envelope and signatures, including a previous secret still in its grace
-// period). It writes nothing: no outbox row, no delivery, no attempt. An
+// envelope and signatures, including previous secrets still in their grace
+// periods). It writes nothing: no outbox row, no delivery, no attempt. An
 // unreachable or failing receiver is a 200 with success false.
 func (a *app) testWebhook(w http.ResponseWriter, r *http.Request) error {
 	project, id, err := projectWebhook(r)
@@ -39,7 +39,7 @@ func (a *app) testWebhook(w http.ResponseWriter, r *http.Request) error {
 	var url string
 	var headers map[string]string
 	err = a.pool.QueryRow(r.Context(), `SELECT url, headers,
-		array_remove(ARRAY[secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END], NULL)
+		secret || hookrelay.valid_previous_secrets(previous_secrets)
 		FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`, project, id).Scan(&url, &headers, &secrets)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("webhook")

@@ -219,6 +219,11 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 
 // deleteWebhook deletes the webhook and, in the same transaction, marks its
 // pending deliveries skipped, so that none is left waiting forever.
+//
+// It takes its locks in the worker's order: deliveries first (by id, as
+// deliver locks a recording batch), then the webhook. The worker's recording
+// transaction locks its deliveries and then deactivates their webhook after a
+// 410; deleting the webhook first would deadlock with it.
 func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	project, id, err := projectWebhook(r)
 	if err != nil {
@@ -226,6 +231,11 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	var skipped int64
 	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(r.Context(), `SELECT id FROM hookrelay.deliveries
+			WHERE webhook_id = $1 AND project_id = $2 AND status = 'pending'
+			ORDER BY id FOR UPDATE`, id, project); err != nil {
+			return fmt.Errorf("lock pending deliveries of webhook %s: %w", id, err)
+		}
 		tag, err := tx.Exec(r.Context(), `DELETE FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`, project, id)
 		if err != nil {
 			return fmt.Errorf("delete webhook %s: %w", id, err)
@@ -250,8 +260,34 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// regenerateSecret gives the webhook a new secret; the old one becomes
-// previous_secret and keeps signing for cfg.SecretGrace.
+// maxPreviousSecrets is how many retired secrets keep signing at most: after
+// more regenerations within one grace period, the oldest stop early.
+const maxPreviousSecrets = 5
+
+// regenerateSecretSQL retires the current secret into previous_secrets
+// (most recent first, expiring after the grace period, $4 microseconds),
+// prunes entries whose grace period ended, keeps the $5 most recent, and
+// sets the new secret $3.
+const regenerateSecretSQL = `UPDATE hookrelay.webhooks SET
+	previous_secrets = (
+		SELECT coalesce(jsonb_agg(kept.e ORDER BY kept.ord), '[]')
+		FROM (
+			SELECT e, ord FROM (
+				SELECT jsonb_build_object('secret', secret,
+					'expires_at', now() + $4 * interval '1 microsecond') AS e, 0::bigint AS ord
+				UNION ALL
+				SELECT p.e, p.ord FROM jsonb_array_elements(previous_secrets) WITH ORDINALITY AS p(e, ord)
+				WHERE (p.e ->> 'expires_at')::timestamptz > now()
+			) candidates
+			ORDER BY ord LIMIT $5
+		) kept),
+	secret = $3, updated_at = now()
+	WHERE project_id = $1 AND id = $2
+	RETURNING ` + webhookColumns
+
+// regenerateSecret gives the webhook a new secret; the old one joins
+// previous_secrets and keeps signing for cfg.SecretGrace, as do the ones
+// retired before it until their own grace periods end.
 func (a *app) regenerateSecret(w http.ResponseWriter, r *http.Request) error {
 	project, id, err := projectWebhook(r)
 	if err != nil {
@@ -261,12 +297,8 @@ func (a *app) regenerateSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("regenerate secret: %w", err)
 	}
-	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), `UPDATE hookrelay.webhooks SET
-		previous_secret = secret,
-		previous_secret_expires_at = now() + $4 * interval '1 microsecond',
-		secret = $3, updated_at = now()
-		WHERE project_id = $1 AND id = $2
-		RETURNING `+webhookColumns, project, id, secret, a.cfg.SecretGrace.Microseconds()))
+	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), regenerateSecretSQL,
+		project, id, secret, a.cfg.SecretGrace.Microseconds(), maxPreviousSecrets))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("webhook")
 	}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,12 +239,55 @@ func TestWebhooks_RegenerateSecretKeepsOldOneForGracePeriod(t *testing.T) {
 	if !strings.HasPrefix(fresh, "whsec_") || fresh == old {
 		t.Fatalf("regenerate returned secret %q (old %q)", fresh, old)
 	}
-	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks WHERE id = $1 AND secret = $2 AND previous_secret = $3
-		AND previous_secret_expires_at BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes'`, id, fresh, old); n != 1 {
-		t.Fatalf("old secret not kept as previous_secret for the grace period")
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks, jsonb_array_elements(previous_secrets) p
+		WHERE id = $1 AND secret = $2 AND jsonb_array_length(previous_secrets) = 1 AND p ->> 'secret' = $3
+		AND (p ->> 'expires_at')::timestamptz BETWEEN now() + interval '59 minutes' AND now() + interval '61 minutes'`,
+		id, fresh, old); n != 1 {
+		t.Fatalf("old secret not kept in previous_secrets for the grace period")
 	}
 	if strings.Contains(string(e.do("GET", "/webhooks/"+id, nil).body), fresh) {
 		t.Fatalf("GET leaks the new secret")
 	}
 	e.do("POST", "/webhooks/"+uuid.NewString()+"/regenerate-secret", nil).wantError(t, 404, "not_found", "webhook")
+}
+
+func TestWebhooks_RegenerateSecretKeepsRecentSecretsAndPrunesExpiredOnes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://x.example/in", nil)
+	id := created["id"].(string)
+	retired := []string{created["secret"].(string)}
+	regenerate := func() string {
+		return e.do("POST", "/webhooks/"+id+"/regenerate-secret", nil).want(t, http.StatusOK)["secret"].(string)
+	}
+	previous := func() []string {
+		var list []string
+		if err := e.pool.QueryRow(t.Context(), `SELECT hookrelay.valid_previous_secrets(previous_secrets)
+			FROM hookrelay.webhooks WHERE id = $1`, id).Scan(&list); err != nil {
+			t.Fatal(err)
+		}
+		return list
+	}
+	for range 6 {
+		retired = append(retired, regenerate())
+	}
+	// Seven secrets so far: the current one and the six it replaced, of
+	// which the five most recently retired still sign, newest first.
+	want := []string{retired[5], retired[4], retired[3], retired[2], retired[1]}
+	if got := previous(); !slices.Equal(got, want) {
+		t.Fatalf("previous secrets after 6 regenerations = %q, want the 5 most recent %q", got, want)
+	}
+
+	// Once their grace periods end, the next regeneration drops them.
+	e.exec(`UPDATE hookrelay.webhooks SET previous_secrets = (
+		SELECT jsonb_agg(p || jsonb_build_object('expires_at', now() - interval '1 second'))
+		FROM jsonb_array_elements(previous_secrets) p) WHERE id = $1`, id)
+	current := retired[6]
+	regenerate()
+	if got := previous(); !slices.Equal(got, []string{current}) {
+		t.Fatalf("previous secrets after the others expired = %q, want only %q", got, current)
+	}
+	if n := e.count(`SELECT jsonb_array_length(previous_secrets) FROM hookrelay.webhooks WHERE id = $1`, id); n != 1 {
+		t.Fatalf("previous_secrets holds %d entries, want 1 (expired ones pruned)", n)
+	}
 }

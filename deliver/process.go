@@ -50,7 +50,7 @@ type target struct {
 	DisabledReason *string
 	URL            *string
 	Secret         *string
-	PrevSecret     *string
+	PrevSecrets    []string // still within their grace periods, most recent first
 	Headers        []byte
 }
 
@@ -170,7 +170,7 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 		t := &target{}
 		if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
 			&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
-			&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecret, &t.Headers); err != nil {
+			&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("scan delivery: %w", err)
 		}
@@ -235,10 +235,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 	if err != nil {
 		return false, err
 	}
-	secrets := []string{deref(t.Secret)}
-	if t.PrevSecret != nil && *t.PrevSecret != "" {
-		secrets = append(secrets, *t.PrevSecret)
-	}
+	secrets := append([]string{deref(t.Secret)}, t.PrevSecrets...)
 	res := w.sender.Send(ctx, httpsend.Request{
 		URL:        deref(t.URL),
 		DeliveryID: t.ID,

@@ -5,14 +5,15 @@ package deliver
 // loadTargets reads, for every delivery id of one stream read, the delivery
 // and its webhook (NULL columns when the webhook was deleted). due is false
 // while a scheduled retry is still in the future (its River job owns it).
-// previous_secret is only returned while its grace period lasts.
+// The previous secrets are those whose grace period has not ended, most
+// recently retired first (empty when the webhook was deleted).
 const loadTargets = `
 SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
        d.event_id, d.event_type, d.event_created_at, d.project_id, d.payload,
        (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()) AS due,
        w.id IS NOT NULL AS webhook_found,
        coalesce(w.is_active, false), w.disabled_reason, w.url, w.secret,
-       CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END,
+       hookrelay.valid_previous_secrets(coalesce(w.previous_secrets, '[]')),
        w.headers
 FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id

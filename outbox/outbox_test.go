@@ -265,7 +265,7 @@ func TestEmit_NotifiesOnlyWhileTheRelayIsIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "UPDATE hookrelay.relay_state SET idle = $1", idle); err != nil {
+		if _, err := conn.Exec(ctx, "SELECT setval('hookrelay.relay_idle', $1::boolean::int)", idle); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := outbox.Emit(ctx, conn, outbox.Event{Type: "x", ProjectID: uuid.New(), Data: map[string]int{}}); err != nil {

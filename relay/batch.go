@@ -62,7 +62,10 @@ WHERE d.status = 'pending' AND d.next_attempt_at IS NULL`
 
 	markPublishedSQL = `UPDATE hookrelay.outbox SET published_at = now() WHERE id = ANY ($1)`
 
-	setIdleSQL = `UPDATE hookrelay.relay_state SET idle = $1 WHERE id = 1 AND idle <> $1`
+	// setIdleSQL sets the idle flag, a sequence that the wake-up trigger reads
+	// whatever the writer's snapshot; setval is not transactional.
+	setIdleSQL = `SELECT setval('hookrelay.relay_idle', $1::boolean::int)
+FROM hookrelay.relay_idle WHERE last_value <> $1::boolean::int`
 
 	// lagSQL reads the oldest unpublished event through the partial index.
 	lagSQL = `SELECT coalesce(extract(epoch FROM now() - (

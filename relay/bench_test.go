@@ -21,7 +21,7 @@ const benchWriters = 8
 
 // BenchmarkEmission measures what waking the relay costs writers: 8
 // concurrent writers, each transaction one business-row insert plus
-// outbox.Emit. "idle" forces relay_state.idle=true, so every commit NOTIFYs
+// outbox.Emit. "idle" forces the relay idle flag on, so every commit NOTIFYs
 // (a LISTEN connection consumes them, as the relay's would); "busy" forces
 // false, as while a relay drains under load, so no commit does; "relay"
 // runs a real relay with the idle protocol alongside the writers (it shares
@@ -38,7 +38,7 @@ func BenchmarkEmission(b *testing.B) {
 			e.addWebhook(webhook{eventTypes: []string{"*"}})
 			if mode == "relay" {
 				e.relay(time.Second, 500, true)
-			} else if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = $1`, mode == "idle"); err != nil {
+			} else if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', $1::boolean::int)`, mode == "idle"); err != nil {
 				b.Fatal(err)
 			}
 			notified := e.drainNotifications(b)

@@ -18,9 +18,13 @@ func Stopping(r *Relay) <-chan struct{} { return r.stopCh }
 func SetOnWait(r *Relay, f func()) { r.onWait = f }
 
 // SetBeforeIdle installs a hook that runs after a drain found nothing, just
-// before the relay sets relay_state.idle (set it before Start).
+// before the relay sets its idle flag (set it before Start).
 func SetBeforeIdle(r *Relay, f func()) { r.beforeIdle = f }
 
 // SetSettleDelay changes how long after going idle the relay claims once
 // more (set it before Start).
 func SetSettleDelay(r *Relay, d time.Duration) { r.settleDelay = d }
+
+// SetIdle sets the idle flag as the relay does when it starts or stops
+// waiting for a NOTIFY.
+func SetIdle(ctx context.Context, r *Relay, idle bool) error { return r.setIdle(ctx, idle) }

@@ -162,11 +162,11 @@ func (e *env) unpublished() int {
 
 func (e *env) idle() bool {
 	e.t.Helper()
-	var idle bool
-	if err := e.pool.QueryRow(context.Background(), `SELECT idle FROM hookrelay.relay_state`).Scan(&idle); err != nil {
+	var idle int64
+	if err := e.pool.QueryRow(context.Background(), `SELECT last_value FROM hookrelay.relay_idle`).Scan(&idle); err != nil {
 		e.t.Fatal(err)
 	}
-	return idle
+	return idle == 1
 }
 
 // waitFor polls cond until it holds or the deadline passes.

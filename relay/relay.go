@@ -24,8 +24,9 @@
 // The relay wakes on a NOTIFY on channel hookrelay_outbox (a dedicated LISTEN
 // connection that reconnects with backoff and catches up after every LISTEN),
 // on Wake, and every PollInterval as a safety net. Writers only NOTIFY while
-// hookrelay.relay_state.idle is true (a deferred trigger reads the flag at
-// commit), because a NOTIFY takes a cluster-wide lock at commit that costs
+// the sequence hookrelay.relay_idle is 1 (a deferred trigger reads the flag
+// at commit; a sequence is read outside the writer's snapshot, so REPEATABLE
+// READ and SERIALIZABLE writers see the latest value too), because a NOTIFY takes a cluster-wide lock at commit that costs
 // writers most of their throughput under load. The relay sets idle=false when
 // woken, before draining, and when a pass finds nothing it sets idle=true and
 // claims once more (an event that committed while the flag was false sent no
@@ -160,7 +161,7 @@ func (r *Relay) Start(ctx context.Context) error {
 	if r.cfg.Stream == "" {
 		return errors.New("relay: no stream key configured")
 	}
-	if _, err := r.pool.Exec(ctx, `SELECT 1 FROM hookrelay.relay_state WHERE id = 1`); err != nil {
+	if _, err := r.pool.Exec(ctx, `SELECT last_value FROM hookrelay.relay_idle`); err != nil {
 		return fmt.Errorf("relay: check hookrelay schema (was it migrated?): %w", err)
 	}
 	if err := r.rdb.Ping(ctx).Err(); err != nil {

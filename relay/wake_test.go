@@ -21,7 +21,7 @@ func TestRelay_IdleRelayWakesOnNotifyAndIsIdleAgainAfterBurst(t *testing.T) {
 	e.addWebhook(webhook{eventTypes: []string{"*"}})
 	ctx := context.Background()
 	// Start from "busy" so that seeing idle=true proves the relay finished a pass.
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	e.quietRelay(time.Hour)
@@ -50,7 +50,7 @@ func TestRelay_WakePublishesWithoutNotify(t *testing.T) {
 	e.addWebhook(webhook{eventTypes: []string{"*"}})
 	ctx := context.Background()
 	r := e.quietRelay(time.Hour)
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	id := e.emit("config.deployed", map[string]any{}) // sends no NOTIFY
@@ -114,7 +114,7 @@ func TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded(t *testing.T) {
 	e := newEnv(t, 8)
 	e.addWebhook(webhook{eventTypes: []string{"*"}})
 	ctx := context.Background()
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false`); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := e.relay(time.Hour, 100, false)

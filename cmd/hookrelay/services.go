@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
@@ -19,9 +18,6 @@ import (
 	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/relay"
 )
-
-// shutdownTimeout bounds how long a stopping process waits for in-flight work.
-const shutdownTimeout = 30 * time.Second
 
 func sendConfig(c config.Config) httpsend.Config {
 	return httpsend.Config{
@@ -101,10 +97,10 @@ func withMetrics(d *deps, m *metrics.Metrics, services ...service.Service) []ser
 }
 
 // serve runs services until ctx ends (SIGTERM/SIGINT), then stops them in
-// reverse order within shutdownTimeout.
+// reverse order within service.ShutdownTimeout.
 func serve(ctx context.Context, d *deps, services ...service.Service) error {
 	return service.Run(ctx, d.log, nil, func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), shutdownTimeout)
+		return context.WithTimeout(context.Background(), service.ShutdownTimeout)
 	}, services...)
 }
 

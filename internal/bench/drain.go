@@ -61,7 +61,7 @@ func (e *env) fillOutbox(ctx context.Context, project uuid.UUID, n int) error {
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = false WHERE id = 1`); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', 0)`); err != nil {
 		return fmt.Errorf("mark relay busy: %w", err)
 	}
 	for done := 0; done < n; done += fillChunk {

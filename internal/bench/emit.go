@@ -89,7 +89,7 @@ func emitGo(ctx context.Context, tx pgx.Tx, d deployment) (uuid.UUID, error) {
 // emitVariant is one way of doing the "deploy a config" transaction.
 type emitVariant struct {
 	key, name string
-	idle      bool // relay_state.idle during the run (true: writers NOTIFY)
+	idle      bool // the relay idle flag during the run (true: writers NOTIFY)
 	body      func(ctx context.Context, tx pgx.Tx, d deployment) error
 }
 
@@ -131,7 +131,7 @@ func emitVariants() []emitVariant {
 // runEmit measures the "deploy a config" transaction's rate with Writers
 // concurrent writers in every variant, EmitRounds times, and reports each
 // variant's median round with its ratios to the plain-row variant and to no
-// event. Every variant except go_idle runs with relay_state.idle=false (a
+// event. Every variant except go_idle runs with the relay idle flag off (a
 // busy relay: writers send no NOTIFY).
 func (e *env) runEmit(ctx context.Context) error {
 	s := e.cfg.Sizes
@@ -180,7 +180,7 @@ func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, v emitVariant) 
 	if _, err := e.pool.Exec(ctx, `TRUNCATE bench.deploys, bench.deploys_emitting, bench.events, hookrelay.outbox`); err != nil {
 		return 0, fmt.Errorf("empty tables: %w", err)
 	}
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_state SET idle = $1 WHERE id = 1`, v.idle); err != nil {
+	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', $1::boolean::int)`, v.idle); err != nil {
 		return 0, fmt.Errorf("set relay idle=%t: %w", v.idle, err)
 	}
 	if v.idle {

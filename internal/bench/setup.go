@@ -59,7 +59,7 @@ CREATE TABLE bench.river_attempts (
 const resetSQL = `TRUNCATE hookrelay.outbox, hookrelay.deliveries, hookrelay.delivery_attempts,
 hookrelay.webhooks, hookrelay.river_job, bench.deploys, bench.deploys_emitting, bench.events,
 bench.river_attempts;
-UPDATE hookrelay.relay_state SET idle = true WHERE id = 1`
+SELECT setval('hookrelay.relay_idle', 1)`
 
 // setup creates the bench database from scratch, migrates it and connects to
 // it and to Redis. The returned cleanup drops the database (unless Keep) and

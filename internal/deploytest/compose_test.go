@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hookrelay/hookrelay/internal/config"
+	hrservice "github.com/hookrelay/hookrelay/internal/service"
 )
 
 // root is the repository root, relative to this package.
@@ -33,6 +35,8 @@ type service struct {
 	Healthcheck *healthcheck         `yaml:"healthcheck"`
 	Ports       []string             `yaml:"ports"`
 	Restart     string               `yaml:"restart"`
+	// StopGracePeriod is how long compose waits after SIGTERM before SIGKILL.
+	StopGracePeriod string `yaml:"stop_grace_period"`
 }
 
 type build struct {
@@ -134,6 +138,31 @@ func TestCompose_HookrelayServicesRunTheirCommandWithAValidConfiguration(t *test
 	}
 	if r := c.Services["migrate"].Restart; r != "no" {
 		t.Errorf("migrate is one-shot: restart = %q, want \"no\" (anything else restarts it after it succeeds)", r)
+	}
+}
+
+// stopMargin is how much longer than hrservice.ShutdownTimeout compose must wait
+// before SIGKILL: the process still closes its pools and exits after its
+// services' stop deadline.
+const stopMargin = 10 * time.Second
+
+func TestCompose_StopGracePeriodOutlastsTheShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	c := loadCompose(t)
+	for name := range hookrelayServices {
+		if name == "migrate" {
+			continue // one-shot, holds no in-flight work
+		}
+		v := c.Services[name].StopGracePeriod
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Errorf("%s: stop_grace_period %q: %v", name, v, err)
+			continue
+		}
+		if d < hrservice.ShutdownTimeout+stopMargin {
+			t.Errorf("%s: stop_grace_period %s, want at least the shutdown timeout %s + %s, "+
+				"or SIGKILL races the clean stop", name, d, hrservice.ShutdownTimeout, stopMargin)
+		}
 	}
 }
 

@@ -66,7 +66,10 @@ func retryAfter(v string, now time.Time, maxDelay time.Duration) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		if secs >= int64(maxDelay/time.Second) {
+		// Compare in whole seconds only to avoid overflowing secs*time.Second:
+		// maxDelay/time.Second truncates (to 0 under a second), so a delay of
+		// exactly that many seconds is still below a cap with a fractional part.
+		if secs > int64(maxDelay/time.Second) {
 			return maxDelay
 		}
 		d = time.Duration(secs) * time.Second

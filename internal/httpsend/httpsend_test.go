@@ -219,6 +219,18 @@ func TestRetryAfter_Values(t *testing.T) {
 		{now.Add(-time.Minute).Format(http.TimeFormat), time.Hour, 0},
 		{now.Add(2 * time.Minute).Format(http.TimeFormat), time.Hour, 2 * time.Minute},
 		{"Mon, 99 Foo", time.Hour, 0},
+		// Caps that are not whole seconds: a delay under the cap is kept as is.
+		{"1", 1500 * time.Millisecond, time.Second},
+		{"2", 1500 * time.Millisecond, 1500 * time.Millisecond},
+		{"1", 1001 * time.Millisecond, time.Second},
+		{"60", 90 * time.Second, 60 * time.Second},
+		{"90", 90500 * time.Millisecond, 90 * time.Second},
+		// Caps under one second: any whole-second delay reaches them, none passes them.
+		{"0", 500 * time.Millisecond, 0},
+		{"1", 500 * time.Millisecond, 500 * time.Millisecond},
+		{"3600", time.Millisecond, time.Millisecond},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 500 * time.Millisecond, 0},
+		{now.Add(time.Minute).Format(http.TimeFormat), 500 * time.Millisecond, 500 * time.Millisecond},
 	} {
 		if got := retryAfter(c.v, now, c.max); got != c.want {
 			t.Errorf("retryAfter(%q, max %s) = %s, want %s", c.v, c.max, got, c.want)

@@ -8,7 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
+
+// ShutdownTimeout bounds how long a stopping hookrelay process waits for its
+// services to finish or hand back in-flight work. A supervisor's grace period
+// before SIGKILL (docker-compose.yml's stop_grace_period) must be longer.
+const ShutdownTimeout = 30 * time.Second
 
 // Service is a long-running part of a process.
 //

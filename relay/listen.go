@@ -17,30 +17,25 @@ const Channel = "hookrelay_outbox"
 func (r *Relay) listen(ctx context.Context) {
 	defer close(r.listenDone)
 	stop := func() bool { return r.stopping() || ctx.Err() != nil }
-	backoff := retryMin
 	for !stop() {
-		listening, err := r.listenOnce(ctx)
+		err := r.listenOnce(ctx)
 		if stop() {
 			return
 		}
-		if listening {
-			backoff = retryMin
-		}
-		r.log.Warn("relay: LISTEN connection lost; reconnecting", "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
+		r.listenTrack.Fail(fmt.Errorf("LISTEN connection lost; reconnecting: %w", err))
+		t := time.NewTimer(r.listenTrack.Backoff())
 		select {
 		case <-t.C:
 		case <-r.stopCh:
 		case <-ctx.Done():
 		}
 		t.Stop()
-		backoff = min(backoff*2, retryMax)
 	}
 }
 
 // listenOnce connects, LISTENs and forwards notifications until the
-// connection fails or the relay stops. It reports whether LISTEN succeeded.
-func (r *Relay) listenOnce(ctx context.Context) (listening bool, err error) {
+// connection fails or the relay stops.
+func (r *Relay) listenOnce(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -52,7 +47,7 @@ func (r *Relay) listenOnce(ctx context.Context) (listening bool, err error) {
 	}()
 	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -60,12 +55,13 @@ func (r *Relay) listenOnce(ctx context.Context) (listening bool, err error) {
 		_ = conn.Close(cctx)
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return false, fmt.Errorf("listen %s: %w", Channel, err)
+		return fmt.Errorf("listen %s: %w", Channel, err)
 	}
+	r.listenTrack.OK()
 	r.Wake() // catch up on what was committed while no one listened
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return true, fmt.Errorf("wait for notification: %w", err)
+			return fmt.Errorf("wait for notification: %w", err)
 		}
 		r.Wake()
 	}

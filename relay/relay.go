@@ -52,6 +52,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/outage"
 )
 
 // Config is what a Relay needs to know besides its connections.
@@ -72,10 +73,6 @@ const (
 const (
 	// lagEvery bounds how often the lag gauge is refreshed.
 	lagEvery = 5 * time.Second
-	// retryMin and retryMax bound the backoff after a failed pass or a lost
-	// LISTEN connection.
-	retryMin = 100 * time.Millisecond
-	retryMax = 5 * time.Second
 	// defaultSettleDelay is how long after going idle the relay claims once
 	// more, for a writer whose commit was in flight while the flag flipped.
 	defaultSettleDelay = 50 * time.Millisecond
@@ -101,6 +98,10 @@ type Relay struct {
 	cancelWork context.CancelFunc
 	done       chan struct{} // closed when the relay loop has returned
 	listenDone chan struct{} // closed when the listener has returned
+
+	// passTrack and listenTrack log an outage of Postgres or Redis once, as
+	// the relay loop and the LISTEN connection see it, and pace retries.
+	passTrack, listenTrack *outage.Tracker
 
 	lagAt       time.Time     // last lag refresh; only touched by the relay loop
 	settleDelay time.Duration // see run
@@ -133,12 +134,17 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, m *metrics.M
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("service", "relay")
 	return &Relay{
+		passTrack: outage.New("relay pass (postgres or redis)", log,
+			m.DependencyErrors.WithLabelValues("postgres_or_redis", "relay pass")),
+		listenTrack: outage.New("postgres: LISTEN "+Channel, log,
+			m.DependencyErrors.WithLabelValues("postgres", "listen")),
 		pool:        pool,
 		rdb:         rdb,
 		cfg:         cfg,
 		m:           m,
-		log:         log.With("service", "relay"),
+		log:         log,
 		wake:        make(chan struct{}, 1),
 		stopCh:      make(chan struct{}),
 		settleDelay: defaultSettleDelay,
@@ -238,21 +244,19 @@ func (r *Relay) stopping() bool {
 func (r *Relay) run(ctx context.Context) {
 	defer close(r.done)
 	defer r.markIdleOnExit(ctx)
-	backoff := retryMin
 	for !r.stopping() {
 		err := r.pass(ctx)
 		if err != nil {
 			if r.stopping() || ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("relay pass failed; retrying", "err", err, "in", backoff)
-			if r.waitWake(backoff) == stopped {
+			r.passTrack.Fail(err) // logged once per outage, counted always
+			if r.waitWake(r.passTrack.Backoff()) == stopped {
 				return
 			}
-			backoff = min(backoff*2, retryMax)
 			continue
 		}
-		backoff = retryMin
+		r.passTrack.OK()
 		if r.onWait != nil {
 			r.onWait()
 		}

@@ -5,17 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/dbpool"
 	"github.com/hookrelay/hookrelay/migrations"
 )
-
-// defaultPoolSize is the Postgres pool size when DATABASE_URL sets none.
-const defaultPoolSize = 20
 
 // deps are what every command connects to.
 type deps struct {
@@ -32,23 +29,11 @@ func connect(ctx context.Context, needRedis bool) (*deps, error) {
 		return nil, err
 	}
 	d := &deps{cfg: cfg, log: newLogger(cfg.LogLevel)}
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
-		// pgxpool's default, max(4, CPUs), starves a worker running 32
-		// deliveries at once; the URL's pool_max_conns overrides this.
-		pcfg.MaxConns = defaultPoolSize
-	}
-	if d.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
-		return nil, fmt.Errorf("connect to Postgres: %w", err)
-	}
-	if err := d.pool.Ping(ctx); err != nil {
-		d.close()
-		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	if d.pool, err = dbpool.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
 	}
 	if needRedis {
+		redis.SetLogger(redisLog{d.log})
 		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			d.close()
@@ -92,4 +77,14 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// redisLog routes go-redis's own log lines (a dial that failed, a pool
+// connection dropped) to the process's structured log at debug level: the
+// loops that meet the same failures report them once per outage (package
+// outage), so at the default level an outage is one line, not one a retry.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

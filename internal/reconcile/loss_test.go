@@ -15,6 +15,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/reconcile"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testwait"
 )
 
 // groups lists the stream's consumer groups other than the reconciler's
@@ -278,4 +279,46 @@ func aclClient(t *testing.T, srv *testredis.Server, admin *redis.Client, rules s
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), Username: user, Password: "secret"})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := sharedEnv(t)
+	cfg := e.config()
+	cfg.ConsumerIdle = 200 * time.Millisecond
+	w := reconcile.NewWorker(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{uuid.New(), uuid.New()}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(consumer string) {
+		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.keys.Group, Consumer: consumer,
+			Streams: []string{e.keys.Stream, ">"}, Count: 1, Block: -1}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("killed-with-work") // its entry stays pending: kept for the claim loops
+	read("killed-idle")
+	msgs, _ := e.rdb.XRange(ctx, e.keys.Stream, "-", "+").Result()
+	if err := e.rdb.XAck(ctx, e.keys.Stream, e.keys.Group, msgs[1].ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	testwait.Until(t, 10*time.Second, func() bool {
+		if _, err := w.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := e.rdb.XInfoConsumers(ctx, e.keys.Stream, e.keys.Group).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = names[:0]
+		for _, c := range cs {
+			names = append(names, c.Name)
+		}
+		return len(names) == 1
+	}, func() string { return fmt.Sprintf("consumers %v, want only killed-with-work", names) })
+	if names[0] != "killed-with-work" {
+		t.Fatalf("consumers %v, want killed-with-work kept", names)
+	}
 }

@@ -47,9 +47,10 @@ import (
 
 // Defaults applied to zero fields of Config.
 const (
-	DefaultAfter     = 5 * time.Minute
-	DefaultInterval  = 30 * time.Second
-	DefaultBatchSize = 1000
+	DefaultAfter        = 5 * time.Minute
+	DefaultInterval     = 30 * time.Second
+	DefaultBatchSize    = 1000
+	DefaultConsumerIdle = time.Hour
 )
 
 // Config says what the reconciler looks at and how often.
@@ -65,12 +66,18 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize is how many deliveries are re-published per transaction.
 	BatchSize int
+	// ConsumerIdle: a consumer of the group that has nothing pending and has
+	// not read for this long belongs to a process that is gone (killed, or
+	// crashed before it could leave the group) and is removed. A live worker
+	// reads at least every half second.
+	ConsumerIdle time.Duration
 }
 
 func (c Config) withDefaults() Config {
 	c.After = positive(c.After, DefaultAfter)
 	c.Interval = positive(c.Interval, DefaultInterval)
 	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
+	c.ConsumerIdle = positive(c.ConsumerIdle, DefaultConsumerIdle)
 	return c
 }
 
@@ -103,7 +110,10 @@ type Result struct {
 	UnpublishedOld int    // outbox rows unpublished for longer than After
 	StreamLength   int64
 	StreamPending  int64
-	Skipped        bool // another reconciler was running; this run did nothing
+	// ConsumersRemoved counts consumers of processes that are gone, removed
+	// from the group.
+	ConsumersRemoved int
+	Skipped          bool // another reconciler was running; this run did nothing
 }
 
 // Worker runs the reconciler; it is a river.Worker[Args].
@@ -286,6 +296,9 @@ func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	if res.StreamLength, res.StreamPending, err = w.streamGauges(ctx); err != nil {
+		return res, fmt.Errorf("reconcile: %w", err)
+	}
+	if res.ConsumersRemoved, err = w.removeGoneConsumers(ctx); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
 	return res, nil

@@ -195,6 +195,34 @@ func (w *Worker) streamGauges(ctx context.Context) (length, pending int64, err e
 	return length, pending, nil
 }
 
+// removeGoneConsumers deletes the group's consumers that have nothing
+// pending and have been idle for ConsumerIdle: consumers of killed or
+// crashed processes, which never left the group. (A consumer with entries
+// pending keeps them until the claim loops have taken them over.)
+func (w *Worker) removeGoneConsumers(ctx context.Context) (int, error) {
+	consumers, err := w.rdb.XInfoConsumers(ctx, w.cfg.Stream, w.cfg.Group).Result()
+	if err != nil {
+		if stream.IsNoGroup(err) || stream.IsNoSuchKey(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("XINFO CONSUMERS %s %s: %w", w.cfg.Stream, w.cfg.Group, err)
+	}
+	removed := 0
+	for _, c := range consumers {
+		if c.Pending > 0 || c.Idle < w.cfg.ConsumerIdle {
+			continue
+		}
+		if err := w.rdb.XGroupDelConsumer(ctx, w.cfg.Stream, w.cfg.Group, c.Name).Err(); err != nil {
+			return removed, fmt.Errorf("remove consumer %s: %w", c.Name, err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		w.log.Info("removed consumers of processes that are gone", "consumers", removed, "idle_over", w.cfg.ConsumerIdle)
+	}
+	return removed, nil
+}
+
 // loadState reads a value the reconciler keeps in Postgres ("" if none).
 func (w *Worker) loadState(ctx context.Context, key string) (string, error) {
 	var v string

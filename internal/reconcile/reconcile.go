@@ -130,6 +130,7 @@ type Worker struct {
 	// infoTrack logs once that INFO is refused (and once that it answers
 	// again); detectTrack the same for loss detection as a whole.
 	infoTrack, detectTrack *outage.Tracker
+	runTrack               *outage.Tracker // periodic runs that failed
 
 	trig                   sync.Mutex
 	trigRunning, trigAgain bool
@@ -145,7 +146,8 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, wake f
 	log = log.With("component", "reconcile")
 	return &Worker{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log,
 		infoTrack:   outage.New("redis: INFO server for the run id", log, nil),
-		detectTrack: outage.New("redis: detect data loss", log, nil)}
+		detectTrack: outage.New("redis: detect data loss", log, nil),
+		runTrack:    outage.New("reconcile run", log, nil)}
 }
 
 // Register adds the reconciler to a River client's workers.
@@ -172,12 +174,17 @@ const runTimeout = 90 * time.Second
 // Timeout bounds one run (River calls it).
 func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return runTimeout }
 
-// Work runs the reconciler once (River calls it).
+// Work runs the reconciler once (River calls it). A run that fails because
+// Postgres or Redis is unavailable is not a job error: the next periodic run
+// is its retry, and the outage is logged once, when it starts, rather than
+// by River at every run.
 func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
 	res, err := w.Reconcile(ctx)
 	if err != nil {
-		return err
+		w.runTrack.Fail(err)
+		return nil
 	}
+	w.runTrack.OK()
 	w.report(res)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,18 @@ func moduleRoot() (string, error) {
 		return "", fmt.Errorf("not inside the hookrelay module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// process (hookrelay, redis-server, postgres) to listen on.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Proc is one running hookrelay process.

@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hookrelay/hookrelay/internal/testbin"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 
@@ -64,7 +64,7 @@ func Start(t testing.TB) *Cluster {
 			t.Fatalf("testpg: %s is required on PATH (PostgreSQL's server programs) for this test: %v", prog, err)
 		}
 	}
-	c := &Cluster{t: t, Port: freePort(t)}
+	c := &Cluster{t: t, Port: testbin.FreePort(t)}
 	dir, err := os.MkdirTemp("", "testpg-")
 	if err != nil {
 		t.Fatalf("testpg: %v", err)
@@ -237,15 +237,6 @@ func postgresUser(t testing.TB) *syscall.Credential {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testpg: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(n int) string {

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/testbin"
 )
 
 // Keys are a test's private stream and consumer group names.
@@ -67,7 +67,7 @@ func StartServer(t testing.TB) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("testredis: redis-server is required on PATH for this test: %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t)}
+	s := &Server{t: t, Port: testbin.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Kill)
 	return s
@@ -170,15 +170,6 @@ func (s *Server) AddUser(name, pass string, rules ...string) string {
 		s.t.Fatalf("testredis: ACL SETUSER %s: %v", name, err)
 	}
 	return fmt.Sprintf("redis://%s:%s@127.0.0.1:%d/0", name, pass, s.Port)
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testredis: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(n int) string {

@@ -86,9 +86,7 @@ func newClusterWith(t *testing.T, s setup) *cluster {
 		"HOOKRELAY_WORKER_CONCURRENCY":     "64",
 		"HOOKRELAY_LOG_LEVEL":              "warn",
 	}
-	for k, v := range s.env {
-		c.env[k] = v
-	}
+	c.env = merged(c.env, s.env)
 	c.hooks = createWebhooks(t, c.pool, c.recv.URL)
 	return c
 }
@@ -98,17 +96,7 @@ const streamKey = "queues:webhooks"
 
 func (c *cluster) start(name string) {
 	cmd, _, _ := strings.Cut(name, "-")
-	env := c.env
-	if extra := c.cmdEnv[cmd]; extra != nil {
-		env = map[string]string{}
-		for k, v := range c.env {
-			env[k] = v
-		}
-		for k, v := range extra {
-			env[k] = v
-		}
-	}
-	p := testbin.Start(c.t, name, env, cmd)
+	p := testbin.Start(c.t, name, merged(c.env, c.cmdEnv[cmd]), cmd)
 	c.mu.Lock()
 	if old := c.procs[name]; old != nil {
 		c.past[name] = append(c.past[name], old)
@@ -247,6 +235,17 @@ func (c *cluster) waitQuiesced(timeout time.Duration) time.Duration {
 	}
 	c.t.Fatalf("not quiesced after %s: %d events unpublished, %d deliveries pending (last error: %v)", timeout, unpublished, pending, err)
 	return 0
+}
+
+// merged is the union of envs, a later one winning.
+func merged(envs ...map[string]string) map[string]string {
+	m := map[string]string{}
+	for _, env := range envs {
+		for k, v := range env {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 func tail(s string, n int) string {

@@ -36,9 +36,7 @@ func TestFaults_PostgresRestartCrashAndOutageLoseNoOutcome(t *testing.T) {
 	} {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
-			pg := testpg.Start(t)
-			db := pg.MigratedDB()
-			c := newClusterWith(t, setup{pool: db.Pool, dbURL: db.URL, env: faultEnv})
+			c, pg := newFaultCluster(t, setup{})
 			at := 0.5
 			if f.duration > 10*time.Second {
 				at = lead.Seconds() / f.duration.Seconds()

@@ -3,7 +3,12 @@ package faulttest
 import (
 	"context"
 	"encoding/json"
+	"strings"
+	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testbin"
+	"github.com/hookrelay/hookrelay/internal/testpg"
 )
 
 // faultEnv are the settings of the fault tests of issue 9. The stale sweep
@@ -13,6 +18,17 @@ var faultEnv = map[string]string{
 	"HOOKRELAY_RECONCILE_AFTER":    "1h",
 	"HOOKRELAY_RECONCILE_INTERVAL": "1s",
 	"HOOKRELAY_CLAIM_IDLE":         "6s", // HOOKRELAY_TIMEOUT + 5 s, the minimum
+}
+
+// newFaultCluster is a cluster with faultEnv on a private Postgres
+// (testpg), which the test may restart or crash and which other runs on the
+// shared server cannot disturb.
+func newFaultCluster(t *testing.T, s setup) (*cluster, *testpg.Cluster) {
+	pg := testpg.Start(t)
+	db := pg.MigratedDB()
+	s.pool, s.dbURL = db.Pool, db.URL
+	s.env = merged(faultEnv, s.env)
+	return newClusterWith(t, s), pg
 }
 
 // faultProcs are the processes of a fault test.
@@ -37,6 +53,10 @@ type faultCase struct {
 	// bound is how soon after the fault's end every committed event must
 	// have reached every matching webhook.
 	bound time.Duration
+	// backlog pauses the workers for this long before the fault, until its
+	// end, so that entries wait in Redis when the fault strikes: without
+	// it a healthy cluster has almost nothing in flight to lose.
+	backlog time.Duration
 }
 
 // runFault starts the processes, runs the load with the fault in it, under
@@ -49,12 +69,37 @@ func (c *cluster) runFault(f faultCase, procs ...string) (written, report) {
 	defer stop()
 	ws := c.startWriting(f.events, f.duration)
 	ws.waitIssued(int(float64(f.events) * f.at))
-	c.t.Logf("%s: injecting the fault", f.name)
+	workers := c.pauseWorkers(f.backlog)
+	unpublished, pending, err := c.backlog()
+	c.t.Logf("%s: injecting the fault; at stake: %d deliveries pending, %d events unpublished (query error: %v)", f.name, pending, unpublished, err)
 	f.inject()
 	end := time.Now()
+	for _, p := range workers {
+		p.Resume()
+	}
 	c.t.Logf("%s: the fault is over", f.name)
 	w := ws.wait()
 	return w, c.expectRecovery(f.name, w, end, f.bound)
+}
+
+// pauseWorkers pauses every worker for d (none when d is 0) and returns
+// them, paused, for the caller to resume.
+func (c *cluster) pauseWorkers(d time.Duration) []*testbin.Proc {
+	if d == 0 {
+		return nil
+	}
+	var paused []*testbin.Proc
+	c.mu.Lock()
+	for name, p := range c.procs {
+		if strings.HasPrefix(name, "worker-") {
+			p.Pause()
+			paused = append(paused, p)
+		}
+	}
+	c.mu.Unlock()
+	pause := time.NewTimer(d) // the backlog builds meanwhile
+	<-pause.C
+	return paused
 }
 
 // expectRecovery checks that within bound of faultEnd every committed event

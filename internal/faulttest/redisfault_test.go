@@ -14,6 +14,10 @@ import (
 // event must be delivered: the reconciler runs every second and must notice.
 const redisLossBound = 15 * time.Second
 
+// redisBacklog is how long the workers are paused before Redis loses its
+// data, so that a few seconds' worth of entries are in it to lose.
+const redisBacklog = 2 * time.Second
+
 // TestFaults_RedisDataLossMidLoadIsRecoveredWithinBound loses Redis's data
 // in the middle of a steady load, four ways. With the stale sweep out of
 // reach, only detecting the loss can bring back the entries it took.
@@ -29,9 +33,9 @@ func TestFaults_RedisDataLossMidLoadIsRecoveredWithinBound(t *testing.T) {
 	} {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
-			c := newClusterWith(t, setup{env: faultEnv})
+			c, _ := newFaultCluster(t, setup{})
 			c.runFault(faultCase{
-				name: f.name, events: 400, duration: 8 * time.Second, at: 0.5, bound: redisLossBound,
+				name: f.name, events: 400, duration: 8 * time.Second, at: 0.5, bound: redisLossBound, backlog: redisBacklog,
 				inject: func() {
 					if err := f.do(c); err != nil {
 						t.Errorf("%s: %v", f.name, err)
@@ -48,11 +52,11 @@ func TestFaults_RedisDataLossMidLoadIsRecoveredWithinBound(t *testing.T) {
 // the reconciler must still notice and recover.
 func TestFaults_RedisFlushAllIsRecoveredByWorkersWithoutDangerousCommands(t *testing.T) {
 	t.Parallel()
-	c := newClusterWith(t, setup{env: faultEnv})
+	c, _ := newFaultCluster(t, setup{})
 	restricted := c.redis.AddUser("reconciler", "pass", testredis.RestrictedUser...)
 	c.cmdEnv = map[string]map[string]string{"worker": {"REDIS_URL": restricted}}
 	c.runFault(faultCase{
-		name: "FLUSHALL (workers without @dangerous)", events: 400, duration: 8 * time.Second, at: 0.5, bound: redisLossBound,
+		name: "FLUSHALL (workers without @dangerous)", events: 400, duration: 8 * time.Second, at: 0.5, bound: redisLossBound, backlog: redisBacklog,
 		inject: c.flushRedis,
 	}, faultProcs...)
 }
@@ -73,21 +77,29 @@ const (
 // committed is delivered within the bound.
 func TestFaults_RedisDownForAMinuteCostsLittleAndLosesNothing(t *testing.T) {
 	t.Parallel()
-	c := newClusterWith(t, setup{env: faultEnv})
+	c, _ := newFaultCluster(t, setup{})
 	const events, lead, trail = 700, 5 * time.Second, 5 * time.Second
 	duration := lead + redisOutage + trail
 	procs := append([]string{"api-1"}, faultProcs...)
 	var (
-		outageStart, lastTick time.Time
-		before, during        map[string]usage
-		healthChecks          int
-		healthFailures        []string
+		outageStart, measureStart, lastTick time.Time
+		before, during                      map[string]usage
+		healthChecks                        int
+		healthFailures                      []string
 	)
 	w, _ := c.runFault(faultCase{
 		name: "Redis down 60s", events: events, duration: duration, at: lead.Seconds() / duration.Seconds(), bound: redisOutageBound,
 		inject: func() {
-			before, outageStart = c.usage(), time.Now()
+			paused := c.pauseWorkers(redisBacklog)
+			outageStart = time.Now()
 			c.redis.Outage(redisOutage, func() {
+				if before == nil { // the first second: let the workers face the outage
+					for _, p := range paused {
+						p.Resume()
+					}
+					before, measureStart = c.usage(), time.Now()
+					return
+				}
 				during, lastTick = c.usage(), time.Now()
 				healthChecks++
 				if err := c.healthz(); err != nil {
@@ -104,7 +116,7 @@ func TestFaults_RedisDownForAMinuteCostsLittleAndLosesNothing(t *testing.T) {
 	if n := w.committedBetween(outageStart, outageStart.Add(redisOutage)); float64(n) < minOutageWriteShare*scheduled {
 		t.Errorf("Redis down: writers committed %d events during the outage, want at least %.0f (half the pace): emission must not need Redis", n, minOutageWriteShare*scheduled)
 	}
-	elapsed := lastTick.Sub(outageStart)
+	elapsed := lastTick.Sub(measureStart)
 	for name, u := range during {
 		cpu := u.cpu - before[name].cpu
 		lines := u.lines - before[name].lines

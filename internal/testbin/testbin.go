@@ -124,6 +124,13 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Pause stops the process (SIGSTOP) until Resume: it holds whatever it had
+// read but does nothing, like a process starved of CPU.
+func (p *Proc) Pause() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (p *Proc) Resume() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Term sends SIGTERM and waits up to timeout for a clean exit.
 func (p *Proc) Term(timeout time.Duration) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

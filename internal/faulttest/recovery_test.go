@@ -57,6 +57,9 @@ type faultCase struct {
 	// end, so that entries wait in Redis when the fault strikes: without
 	// it a healthy cluster has almost nothing in flight to lose.
 	backlog time.Duration
+	// resumeFirst resumes the paused workers just before the fault instead
+	// of after it, so that they are busy with the backlog when it strikes.
+	resumeFirst bool
 }
 
 // runFault starts the processes, runs the load with the fault in it, under
@@ -72,11 +75,17 @@ func (c *cluster) runFault(f faultCase, procs ...string) (written, report) {
 	workers := c.pauseWorkers(f.backlog)
 	unpublished, pending, err := c.backlog()
 	c.t.Logf("%s: injecting the fault; at stake: %d deliveries pending, %d events unpublished (query error: %v)", f.name, pending, unpublished, err)
+	resume := func() {
+		for _, p := range workers {
+			p.Resume()
+		}
+	}
+	if f.resumeFirst {
+		resume()
+	}
 	f.inject()
 	end := time.Now()
-	for _, p := range workers {
-		p.Resume()
-	}
+	resume() // a second SIGCONT is harmless
 	c.t.Logf("%s: the fault is over", f.name)
 	w := ws.wait()
 	return w, c.expectRecovery(f.name, w, end, f.bound)

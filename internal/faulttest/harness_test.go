@@ -3,17 +3,12 @@ package faulttest
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/signature"
 	auditsql "github.com/hookrelay/hookrelay/sql"
 )
@@ -27,7 +22,7 @@ type webhook struct {
 
 // createWebhooks subscribes four endpoints; two match some events, one is
 // inactive and one belongs to another project, so fan-out rules are exercised.
-func createWebhooks(t *testing.T, db *testdb.DB, base string) []webhook {
+func createWebhooks(t *testing.T, pool *pgxpool.Pool, base string) []webhook {
 	hooks := []webhook{
 		{path: "/all", match: func(string, string) bool { return true }},
 		{path: "/deployed-prod", match: func(typ, env string) bool { return typ == "config.deployed" && env == "production" }},
@@ -50,7 +45,7 @@ func createWebhooks(t *testing.T, db *testdb.DB, base string) []webhook {
 		case "/other-project":
 			proj = uuid.New()
 		}
-		err = db.Pool.QueryRow(context.Background(), `INSERT INTO hookrelay.webhooks
+		err = pool.QueryRow(context.Background(), `INSERT INTO hookrelay.webhooks
 			(project_id, name, url, secret, event_types, environment_name, is_active)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`,
 			proj, hooks[i].path, base+hooks[i].path, secret, types, env, active).Scan(&hooks[i].id)
@@ -61,112 +56,38 @@ func createWebhooks(t *testing.T, db *testdb.DB, base string) []webhook {
 	return hooks
 }
 
-type event struct {
-	marker, typ, env string
-}
-
-type written struct {
-	committed  map[uuid.UUID]event
-	rolledBack map[string]bool // markers
-}
-
-// write emits n events from 8 concurrent writers over about duration,
-// through Go, SQL and the trigger in turn, rolling back about 15 %, with a
-// random delay between the insert and the commit. midpoint runs once, halfway.
-func (c *cluster) write(n int, duration time.Duration, midpoint func()) written {
-	w := written{committed: map[uuid.UUID]event{}, rolledBack: map[string]bool{}}
-	var mu sync.Mutex
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	var mid sync.Once
-	for g := range 8 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 99))
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if i == n/2 {
-					mid.Do(midpoint)
-				}
-				if d := time.Until(start.Add(time.Duration(i) * duration / time.Duration(n))); d > 0 {
-					time.Sleep(d) // pacing, not synchronisation
-				}
-				ev := event{marker: uuid.NewString(), env: []string{"production", "staging"}[rng.IntN(2)]}
-				rollback := rng.Float64() < 0.15
-				id, err := c.emitOne(i%3, &ev, rollback, time.Duration(rng.IntN(3000))*time.Microsecond)
-				if err != nil {
-					c.t.Errorf("writer %d, event %d: %v", g, i, err)
-					return
-				}
-				mu.Lock()
-				if rollback {
-					w.rolledBack[ev.marker] = true
-				} else {
-					w.committed[id] = ev
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return w
-}
-
-func (c *cluster) emitOne(path int, ev *event, rollback bool, delay time.Duration) (uuid.UUID, error) {
-	ctx := context.Background()
-	tx, err := c.db.Pool.Begin(ctx)
-	if err != nil {
-		return uuid.Nil, err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	var id uuid.UUID
-	data := map[string]any{"marker": ev.marker, "environment": map[string]string{"name": ev.env}}
-	switch path {
-	case 0:
-		ev.typ = "thing.happened"
-		id, err = outbox.Emit(ctx, tx, outbox.Event{Type: ev.typ, ProjectID: project, Data: data})
-	case 1:
-		ev.typ = "thing.happened"
-		err = tx.QueryRow(ctx, "SELECT hookrelay.emit($1, $2, $3)", ev.typ, project, data).Scan(&id)
-	default:
-		ev.typ = "config.deployed"
-		id, err = deployConfig(ctx, tx, ev)
-	}
-	if err != nil {
-		return uuid.Nil, err
-	}
-	time.Sleep(delay) // hold the transaction open so commits land out of order
-	if rollback {
-		return id, tx.Rollback(ctx)
-	}
-	return id, tx.Commit(ctx)
-}
-
-// deployConfig is the trigger path: the example tables emit config.deployed.
-func deployConfig(ctx context.Context, tx pgx.Tx, ev *event) (uuid.UUID, error) {
-	app := uuid.New()
-	var cfg, id uuid.UUID
-	err := tx.QueryRow(ctx, `INSERT INTO hookrelay_example.configs
-		(project_id, application_id, application_slug, variant_id, variant_slug, version, params)
-		VALUES ($1, $2, 'app', gen_random_uuid(), 'v', 1, '{}') RETURNING id`, project, app).Scan(&cfg)
-	if err != nil {
-		return uuid.Nil, err
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO hookrelay_example.environments (project_id, application_id, name, config_id, deployed_by)
-		VALUES ($1, $2, $3, $4, $5)`, project, app, ev.env, cfg, ev.marker)
-	if err != nil {
-		return uuid.Nil, err
-	}
-	err = tx.QueryRow(ctx, `SELECT id FROM hookrelay.outbox WHERE project_id = $1 AND data->>'deployed_by' = $2`,
-		project, ev.marker).Scan(&id)
-	return id, err
-}
-
 type report struct {
 	deliveries, receipts, duplicates int
+	// unrecorded counts the 2xx answers the receiver gave that have no 2xx
+	// attempt row: outcomes the workers threw away.
+	unrecorded int
+}
+
+// errorLimit is how many errors of one kind verify reports one by one; the
+// rest are counted, so that a fault that loses hundreds of deliveries fails
+// with a readable message.
+const errorLimit = 5
+
+// limiter reports at most errorLimit errors per kind and counts the rest.
+type limiter struct {
+	t    *testing.T
+	seen map[string]int
+}
+
+func (l *limiter) errorf(kind, format string, args ...any) {
+	l.t.Helper()
+	if l.seen[kind]++; l.seen[kind] <= errorLimit {
+		l.t.Errorf(kind+": "+format, args...)
+	}
+}
+
+func (l *limiter) flush() {
+	l.t.Helper()
+	for kind, n := range l.seen {
+		if n > errorLimit {
+			l.t.Errorf("%s: %d in all (%d shown above)", kind, n, errorLimit)
+		}
+	}
 }
 
 // verify checks the promise: every committed event reached every matching
@@ -175,12 +96,17 @@ type report struct {
 func (c *cluster) verify(w written) report {
 	t := c.t
 	ctx := context.Background()
+	lim := &limiter{t: t, seen: map[string]int{}}
+	defer lim.flush()
 	type delivery struct {
 		ID, EventID uuid.UUID
 		WebhookID   string
 		Status      string
+		OK          int // attempt rows with a 2xx status
 	}
-	rows, _ := c.db.Pool.Query(ctx, `SELECT id, event_id, webhook_id::text, status FROM hookrelay.deliveries`)
+	rows, _ := c.pool.Query(ctx, `SELECT d.id, d.event_id, d.webhook_id::text, d.status,
+		(SELECT count(*) FROM hookrelay.delivery_attempts a WHERE a.delivery_id = d.id AND a.status_code BETWEEN 200 AND 299)::int
+		FROM hookrelay.deliveries d`)
 	ds, err := pgx.CollectRows(rows, pgx.RowToStructByPos[delivery])
 	if err != nil {
 		t.Fatal(err)
@@ -195,11 +121,11 @@ func (c *cluster) verify(w written) report {
 		hookOf[d.ID.String()] = hookByID[d.WebhookID]
 		key := [2]string{d.EventID.String(), d.WebhookID}
 		if _, dup := got[key]; dup {
-			t.Errorf("event %s has two deliveries to webhook %s", d.EventID, d.WebhookID)
+			lim.errorf("two deliveries", "event %s has two deliveries to webhook %s", d.EventID, d.WebhookID)
 		}
 		got[key] = d
 		if d.Status == "pending" {
-			t.Errorf("delivery %s is still pending", d.ID)
+			lim.errorf("not terminal", "delivery %s is still pending", d.ID)
 		}
 	}
 	want := 0
@@ -210,7 +136,7 @@ func (c *cluster) verify(w written) report {
 			}
 			want++
 			if _, ok := got[[2]string{id.String(), h.id}]; !ok {
-				t.Errorf("LOST: committed event %s (%s, %s) has no delivery to %s", id, ev.typ, ev.env, h.path)
+				lim.errorf("LOST (no delivery row)", "committed event %s (%s, %s) has no delivery to %s", id, ev.typ, ev.env, h.path)
 			}
 		}
 	}
@@ -225,20 +151,18 @@ func (c *cluster) verify(w written) report {
 		r.receipts++
 		var body struct{ Data map[string]any }
 		_ = json.Unmarshal(req.Body, &body)
-		for _, k := range []string{"marker", "deployed_by"} {
-			if m, _ := body.Data[k].(string); w.rolledBack[m] {
-				t.Errorf("received an event from a rolled-back transaction (marker %s)", m)
-			}
+		if m := marker(body.Data); w.rolledBack[m] {
+			lim.errorf("rolled back but received", "received an event from a rolled-back transaction (marker %s)", m)
 		}
 		id := req.Header.Get("X-Agenta-Delivery")
 		hook := hookOf[id]
 		if hook.secret == "" {
-			t.Errorf("received delivery %q that is not in the database", id)
+			lim.errorf("unknown delivery", "received delivery %q that is not in the database", id)
 			continue
 		}
 		// Verified as at receipt: a long run checks receipts minutes later.
 		if err := signature.VerifyAt(req.Body, req.Header.Get("X-Agenta-Signature"), []string{hook.secret}, 0, req.At); err != nil {
-			t.Errorf("delivery %s: signature does not verify: %v", id, err)
+			lim.errorf("bad signature", "delivery %s: signature does not verify: %v", id, err)
 			continue
 		}
 		received[id]++
@@ -247,31 +171,49 @@ func (c *cluster) verify(w written) report {
 		}
 	}
 	for _, d := range ds {
-		if received[d.ID.String()] == 0 {
-			t.Errorf("LOST: delivery %s (event %s) never reached the receiver", d.ID, d.EventID)
+		id := d.ID.String()
+		if received[id] == 0 {
+			lim.errorf("LOST (never received)", "delivery %s (event %s) never reached the receiver", d.ID, d.EventID)
 		}
-		if n := ok2xx[d.ID.String()]; n > 1 {
+		if n := ok2xx[id]; n > 1 {
 			r.duplicates += n - 1
 		}
+		if n := ok2xx[id]; n > d.OK {
+			r.unrecorded += n - d.OK
+		}
+		if d.OK > ok2xx[id] {
+			lim.errorf("2xx attempt never answered", "delivery %s has %d 2xx attempt rows but the receiver answered 2xx %d times", d.ID, d.OK, ok2xx[id])
+		}
 	}
-	c.checkConsistency()
+	c.checkConsistency(lim)
 	return r
 }
 
+// marker is the writer's marker in an event's data: its own field, or the
+// deployed_by of the config.deployed trigger.
+func marker(data map[string]any) string {
+	for _, k := range []string{"marker", "deployed_by"} {
+		if m, _ := data[k].(string); m != "" {
+			return m
+		}
+	}
+	return ""
+}
+
 // checkConsistency runs the audit consistency query, which must return nothing.
-func (c *cluster) checkConsistency() {
+func (c *cluster) checkConsistency(lim *limiter) {
 	q, err := auditsql.Get("consistency_check")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	rows, err := q.Run(context.Background(), c.db.Pool, nil)
+	rows, err := q.Run(context.Background(), c.pool, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		vals, _ := rows.Values()
-		c.t.Errorf("consistency_check: %v", vals)
+		lim.errorf("consistency_check", "%v", vals)
 	}
 	if err := rows.Err(); err != nil {
 		c.t.Fatal(err)

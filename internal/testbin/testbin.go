@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +64,18 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// process (hookrelay, redis-server, postgres) to listen on.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // Proc is one running hookrelay process.
 type Proc struct {
 	Name string
@@ -110,6 +124,13 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Pause stops the process (SIGSTOP) until Resume: it holds whatever it had
+// read but does nothing, like a process starved of CPU.
+func (p *Proc) Pause() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (p *Proc) Resume() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Term sends SIGTERM and waits up to timeout for a clean exit.
 func (p *Proc) Term(timeout time.Duration) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -142,6 +163,54 @@ func (p *Proc) Exited() bool {
 // Output is everything the process wrote so far.
 func (p *Proc) Output() string { return p.out.String() }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Lines is how many lines the process has written so far (stdout and stderr).
+func (p *Proc) Lines() int { return p.out.lines() }
+
+// clockTicks is Linux's USER_HZ, the unit of utime and stime in
+// /proc/<pid>/stat; it is 100 on every architecture Go supports.
+const clockTicks = 100
+
+// CPUTime is the CPU time (user + system) the process has used so far: read
+// from /proc/<pid>/stat while it runs, from its exit status once it has ended.
+func (p *Proc) CPUTime() (time.Duration, error) {
+	if !p.Exited() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err == nil {
+			return statCPU(string(b))
+		}
+		if !p.Exited() {
+			return 0, fmt.Errorf("%s: read CPU time: %w", p.Name, err)
+		}
+	}
+	st := p.cmd.ProcessState
+	return st.UserTime() + st.SystemTime(), nil
+}
+
+// statCPU reads utime + stime from the text of /proc/<pid>/stat. The command
+// name (field 2) may hold spaces, so fields are counted after its ')'.
+func statCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", stat)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // fields 14 and 15: utime, stime
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected /proc stat %q: %w", stat, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -151,6 +220,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Count(s.b.Bytes(), []byte{'\n'})
 }
 
 func (s *syncBuffer) String() string {

@@ -1,6 +1,7 @@
 // Package testredis gives tests real Redis: either a private stream key on the
 // shared server (REDIS_URL), or a private redis-server process for tests that
-// flush, kill or restart Redis.
+// flush, kill, restart or stop Redis for a while, or that need an ACL user
+// with fewer rights than the default one.
 package testredis
 
 import (
@@ -8,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/testbin"
 )
 
 // Keys are a test's private stream and consumer group names.
@@ -54,9 +55,10 @@ func New(t testing.TB) (*redis.Client, Keys) {
 
 // Server is a private redis-server process (no persistence) on a free port.
 type Server struct {
-	t    testing.TB
-	Port int
-	cmd  *exec.Cmd
+	t     testing.TB
+	Port  int
+	cmd   *exec.Cmd
+	users [][]any // ACL SETUSER arguments, applied again by every Start
 }
 
 // StartServer starts a private redis-server; it is killed when t ends.
@@ -65,7 +67,7 @@ func StartServer(t testing.TB) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("testredis: redis-server is required on PATH for this test: %v", err)
 	}
-	s := &Server{t: t, Port: freePort(t)}
+	s := &Server{t: t, Port: testbin.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Kill)
 	return s
@@ -99,6 +101,11 @@ func (s *Server) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	for _, args := range s.users {
+		if err := rdb.Do(context.Background(), args...).Err(); err != nil {
+			s.t.Fatalf("testredis: %v: %v", args[:3], err)
+		}
+	}
 }
 
 // Kill stops the server with SIGKILL; everything it held is lost.
@@ -116,13 +123,53 @@ func (s *Server) Restart() {
 	s.Start()
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testredis: find a free port: %v", err)
+// Stop kills the server; Start brings an empty one back on the same port.
+// Between the two, clients get connection refused: an outage.
+func (s *Server) Stop() { s.Kill() }
+
+// Outage stops the server for d, calling during about once a second
+// meanwhile (to observe clients; it may be nil), then starts an empty
+// server on the same port and returns when it answers.
+func (s *Server) Outage(d time.Duration, during func()) {
+	s.t.Helper()
+	s.Stop()
+	end := time.After(d)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-end:
+			s.Start()
+			return
+		case <-tick.C:
+			if during != nil {
+				during()
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RestrictedUser is the ACL of a user that may run every command but the
+// @dangerous ones (FLUSHALL, INFO, CONFIG, DEBUG, KEYS, ...), as managed
+// Redis services often grant.
+var RestrictedUser = []string{"~*", "&*", "+@all", "-@dangerous"}
+
+// AddUser creates the ACL user name with password pass and the given rules
+// (for example RestrictedUser), now and after every restart, and returns a
+// redis:// URL that logs in as that user.
+func (s *Server) AddUser(name, pass string, rules ...string) string {
+	s.t.Helper()
+	args := []any{"ACL", "SETUSER", name, "reset", "on", ">" + pass}
+	for _, r := range rules {
+		args = append(args, r)
+	}
+	s.users = append(s.users, args)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+	defer rdb.Close()
+	if err := rdb.Do(context.Background(), args...).Err(); err != nil {
+		s.t.Fatalf("testredis: ACL SETUSER %s: %v", name, err)
+	}
+	return fmt.Sprintf("redis://%s:%s@127.0.0.1:%d/0", name, pass, s.Port)
 }
 
 func randomHex(n int) string {

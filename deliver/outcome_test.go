@@ -75,8 +75,8 @@ func TestRecord_TwoFailuresOfOneDeliveryInABatchScheduleOneRetry(t *testing.T) {
 	if err := w.Record(t.Context(), wh.ID, []uuid.UUID{id, id}, res, false); err != nil {
 		t.Fatal(err)
 	}
-	if att := h.attempts(id); len(att) != 2 {
-		t.Fatalf("%d attempt rows, want 2", len(att))
+	if att := h.attempts(id); len(att) != 2 || att[0].Attempt != 1 || att[1].Attempt != 2 || h.state(id).Attempts != 2 {
+		t.Fatalf("attempt rows %+v, want two numbered 1 and 2 in batch order", att)
 	}
 	if jobs := h.retryJobs(id); len(jobs) != 1 {
 		t.Fatalf("%d retry jobs for one delivery, want 1", len(jobs))

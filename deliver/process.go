@@ -61,9 +61,14 @@ type job struct {
 }
 
 // dispatch starts processing msgs, which hold n slots. It loads every
-// delivery of the batch in one query; slots not used are released.
+// delivery of the batch in one query; slots not used are released. An entry
+// for a delivery already in flight here (a second entry published by the
+// relay and the reconciler, or a retry job, after a Redis outage) is
+// acknowledged at once: the attempt in flight settles the delivery, and its
+// own entry stays pending until it has, so nothing is lost if this worker dies.
 func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	jobs := make([]job, 0, len(msgs))
+	var dups []string
 	w.mu.Lock()
 	for _, m := range msgs {
 		if _, busy := w.inflight[m.ID]; busy {
@@ -76,10 +81,20 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 			w.mu.Lock()
 			continue
 		}
-		w.inflight[m.ID] = struct{}{}
+		if w.busy[id] > 0 {
+			dups = append(dups, m.ID)
+			continue
+		}
+		w.inflight[m.ID] = id
+		w.busy[id]++
 		jobs = append(jobs, job{msg: m, id: id})
 	}
 	w.mu.Unlock()
+	if len(dups) > 0 {
+		if err := w.ack(ctx, dups...); err != nil && !w.isKilled() {
+			w.log.Warn("acknowledge entries of deliveries already in flight; they stay pending", "entries", len(dups), "err", err)
+		}
+	}
 	w.release(n - len(jobs))
 	if len(jobs) == 0 {
 		return
@@ -140,6 +155,9 @@ func (w *Worker) retry(ctx context.Context, tr *outage.Tracker, op func() error)
 func (w *Worker) forget(j job) {
 	w.mu.Lock()
 	delete(w.inflight, j.msg.ID)
+	if w.busy[j.id]--; w.busy[j.id] <= 0 {
+		delete(w.busy, j.id)
+	}
 	w.mu.Unlock()
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -127,7 +128,8 @@ type Worker struct {
 	drainOnce                        sync.Once
 
 	mu       sync.Mutex
-	inflight map[string]struct{} // stream entry ids being processed here
+	inflight map[string]uuid.UUID // stream entry id → delivery id, being processed here
+	busy     map[uuid.UUID]int    // deliveries being processed here, by entries
 	stop     context.CancelFunc  // stops the read and claim loops
 	abandon  context.CancelFunc  // cancels in-flight deliveries (hard stop)
 	killed   bool                // in-flight deliveries must neither record nor ack
@@ -156,7 +158,8 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
 		slots:    make(chan struct{}, cfg.Concurrency),
-		inflight: make(map[string]struct{}),
+		inflight: make(map[string]uuid.UUID),
+		busy:     make(map[uuid.UUID]int),
 
 		recIn:      make(chan attempted),
 		recBatches: make(chan []attempted),

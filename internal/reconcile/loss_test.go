@@ -322,3 +322,29 @@ func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
 		t.Fatalf("consumers %v, want killed-with-work kept", names)
 	}
 }
+
+// TestReconcile_LeavesAnUnpublishedEventsDeliveriesToTheRelay is a relay
+// whose fan-out committed while Redis was down: its XADD failed, so the
+// event stays unpublished and the relay publishes the deliveries once Redis
+// answers. A reset must not publish them a second time.
+func TestReconcile_LeavesAnUnpublishedEventsDeliveriesToTheRelay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	e.run(t)
+	published := e.delivery(t, "pending", time.Second, nil)
+	var relays uuid.UUID
+	if err := e.pool.QueryRow(ctx, `WITH ev AS (
+		INSERT INTO hookrelay.outbox (event_type, project_id, data) VALUES ('a', gen_random_uuid(), '{}') RETURNING *)
+		INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts, updated_at)
+		SELECT id, gen_random_uuid(), project_id, event_type, data, created_at, 6, now() - interval '10 minutes' FROM ev
+		RETURNING id`).Scan(&relays); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	if res := e.run(t); res.Reset != 1 {
+		t.Fatalf("%+v, want only the published event's delivery re-published", res)
+	}
+	wantIDs(t, e.published(t), published)
+}

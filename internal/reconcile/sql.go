@@ -36,7 +36,8 @@ WHERE published_at IS NULL AND created_at < $1`
 	sqlWakeRelays = `SELECT pg_notify('hookrelay_outbox', '')`
 
 	// Picks a batch of pending deliveries idle since before $1 whose next
-	// attempt, if any, was due before $2 (served by deliveries_pending_idx),
+	// attempt, if any, was due before $2 and whose event is published
+	// (served by deliveries_pending_idx and the outbox's primary key),
 	// and marks them as just reconciled. SKIP LOCKED leaves alone the rows a
 	// worker is recording an attempt on right now.
 	sqlClaimStale = `
@@ -44,6 +45,11 @@ WITH picked AS (
     SELECT id FROM hookrelay.deliveries
     WHERE status = 'pending' AND updated_at < $1
       AND (next_attempt_at IS NULL OR next_attempt_at < $2)
+      -- An unpublished event's deliveries are the relay's to publish (it
+      -- does, once its claim succeeds); publishing them here as well sends
+      -- them twice after a Redis outage.
+      AND NOT EXISTS (SELECT 1 FROM hookrelay.outbox o
+                      WHERE o.id = deliveries.event_id AND o.published_at IS NULL)
     ORDER BY updated_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED

@@ -130,9 +130,9 @@ type Worker struct {
 	mu       sync.Mutex
 	inflight map[string]uuid.UUID // stream entry id → delivery id, being processed here
 	busy     map[uuid.UUID]int    // deliveries being processed here, by entries
-	stop     context.CancelFunc  // stops the read and claim loops
-	abandon  context.CancelFunc  // cancels in-flight deliveries (hard stop)
-	killed   bool                // in-flight deliveries must neither record nor ack
+	stop     context.CancelFunc   // stops the read and claim loops
+	abandon  context.CancelFunc   // cancels in-flight deliveries (hard stop)
+	killed   bool                 // in-flight deliveries must neither record nor ack
 	loops    sync.WaitGroup
 	work     sync.WaitGroup // jobs from dispatch until their entry is settled
 }

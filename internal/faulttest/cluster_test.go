@@ -202,6 +202,13 @@ func (c *cluster) chaos(ctx context.Context) {
 	}
 }
 
+func (c *cluster) flushRedis() {
+	if err := c.redis.Client().FlushAll(context.Background()).Err(); err != nil {
+		c.t.Errorf("FLUSHALL: %v", err)
+	}
+	c.t.Log("Redis flushed (FLUSHALL)")
+}
+
 // backlog counts the events not yet published and the deliveries not yet
 // terminal.
 func (c *cluster) backlog() (unpublished, pending int, err error) {

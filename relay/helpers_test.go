@@ -35,8 +35,13 @@ type env struct {
 // concurrent writers plus relays), stream key and project.
 func newEnv(t testing.TB, maxConns int32) *env {
 	t.Helper()
-	db := testdb.New(t)
-	pc, err := pgxpool.ParseConfig(db.URL)
+	return newEnvAt(t, testdb.New(t).URL, maxConns)
+}
+
+// newEnvAt is newEnv on the migrated database at url.
+func newEnvAt(t testing.TB, url string, maxConns int32) *env {
+	t.Helper()
+	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}

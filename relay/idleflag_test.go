@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hookrelay/hookrelay/internal/testpg"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -118,16 +119,17 @@ func TestRelay_WakeOffSendsNoNotify(t *testing.T) {
 }
 
 // TestRelay_WakeOffLetsAnEmittingTransactionBePrepared runs two-phase commit
-// where the server allows it (max_prepared_transactions > 0): while the relay
-// is idle, PREPARE TRANSACTION refuses an emitting transaction (its NOTIFY
-// cannot be prepared) unless it set hookrelay.wake = 'off'.
+// on a private cluster that allows it (the shared server has
+// max_prepared_transactions = 0): while the relay is idle, PREPARE
+// TRANSACTION refuses an emitting transaction (its NOTIFY cannot be
+// prepared) unless it set hookrelay.wake = 'off'.
 func TestRelay_WakeOffLetsAnEmittingTransactionBePrepared(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 4)
+	e := newEnvAt(t, testpg.Start(t).MigratedDB().URL, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if e.count(`SELECT current_setting('max_prepared_transactions')::int`) == 0 {
-		t.Skip("the server has max_prepared_transactions = 0")
+	if n := e.count(`SELECT current_setting('max_prepared_transactions')::int`); n == 0 {
+		t.Fatal("the private cluster has max_prepared_transactions = 0; testpg must enable it")
 	}
 	r, _ := e.relay(time.Hour, 100, false)
 	if err := relay.SetIdle(ctx, r, true); err != nil {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"syscall"
 	"testing"
@@ -53,18 +54,36 @@ type Cluster struct {
 	Port int
 	dir  string // the temporary directory: data/, the log and the socket
 	cred *syscall.Credential
+	bin  map[string]string // program name → path
+}
+
+// serverProgram finds a PostgreSQL server program: on PATH, or where
+// Debian's packages put it (the newest version first).
+func serverProgram(prog string) (string, error) {
+	path, err := exec.LookPath(prog)
+	if err == nil {
+		return path, nil
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + prog)
+	if len(found) == 0 {
+		return "", err
+	}
+	sort.Strings(found)
+	return found[len(found)-1], nil
 }
 
 // Start creates and starts a private cluster; it is stopped (immediately)
 // and deleted when t ends.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	c := &Cluster{t: t, Port: testbin.FreePort(t), bin: map[string]string{}}
 	for _, prog := range []string{"initdb", "pg_ctl"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Fatalf("testpg: %s is required on PATH (PostgreSQL's server programs) for this test: %v", prog, err)
+		path, err := serverProgram(prog)
+		if err != nil {
+			t.Fatalf("testpg: %s is required (PostgreSQL's server programs, on PATH or in /usr/lib/postgresql/*/bin) for this test: %v", prog, err)
 		}
+		c.bin[prog] = path
 	}
-	c := &Cluster{t: t, Port: testbin.FreePort(t)}
 	dir, err := os.MkdirTemp("", "testpg-")
 	if err != nil {
 		t.Fatalf("testpg: %v", err)
@@ -195,7 +214,7 @@ func (c *Cluster) pgCtl(action string, args ...string) error {
 
 // run runs a PostgreSQL program, as the postgres OS user when we are root.
 func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
-	cmd := exec.Command(prog, args...)
+	cmd := exec.Command(c.bin[prog], args...)
 	cmd.Dir = c.dir
 	if c.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}

@@ -63,12 +63,13 @@ type job struct {
 // dispatch starts processing msgs, which hold n slots. It loads every
 // delivery of the batch in one query; slots not used are released. An entry
 // for a delivery already in flight here (a second entry published by the
-// relay and the reconciler, or a retry job, after a Redis outage) is
-// acknowledged at once: the attempt in flight settles the delivery, and its
-// own entry stays pending until it has, so nothing is lost if this worker dies.
+// relay and the reconciler, or a retry job, after a Redis outage) is not
+// sent again: it is held beside the attempt in flight (and heartbeated with
+// it), acknowledged with it once its outcome is recorded, and otherwise left
+// pending for reclaim, so that no delivery ever depends on an entry that was
+// acknowledged before its outcome was in Postgres.
 func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	jobs := make([]job, 0, len(msgs))
-	var dups []string
 	w.mu.Lock()
 	for _, m := range msgs {
 		if _, busy := w.inflight[m.ID]; busy {
@@ -81,20 +82,15 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 			w.mu.Lock()
 			continue
 		}
-		if w.busy[id] > 0 {
-			dups = append(dups, m.ID)
+		w.inflight[m.ID] = id
+		if dups, busy := w.held[id]; busy {
+			w.held[id] = append(dups, m.ID)
 			continue
 		}
-		w.inflight[m.ID] = id
-		w.busy[id]++
+		w.held[id] = nil
 		jobs = append(jobs, job{msg: m, id: id})
 	}
 	w.mu.Unlock()
-	if len(dups) > 0 {
-		if err := w.ack(ctx, dups...); err != nil && !w.isKilled() {
-			w.log.Warn("acknowledge entries of deliveries already in flight; they stay pending", "entries", len(dups), "err", err)
-		}
-	}
 	w.release(n - len(jobs))
 	if len(jobs) == 0 {
 		return
@@ -151,13 +147,27 @@ func (w *Worker) retry(ctx context.Context, tr *outage.Tracker, op func() error)
 	}
 }
 
+// withHeld is j's entry and the duplicate entries held with it, taken: the
+// caller acknowledges them all, now that the delivery's outcome is recorded.
+func (w *Worker) withHeld(j job) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	entries := append([]string{j.msg.ID}, w.held[j.id]...)
+	for _, dup := range w.held[j.id] {
+		delete(w.inflight, dup)
+	}
+	w.held[j.id] = nil
+	return entries
+}
+
 // forget drops a job from the entries being processed here.
 func (w *Worker) forget(j job) {
 	w.mu.Lock()
 	delete(w.inflight, j.msg.ID)
-	if w.busy[j.id]--; w.busy[j.id] <= 0 {
-		delete(w.busy, j.id)
+	for _, dup := range w.held[j.id] {
+		delete(w.inflight, dup) // not acknowledged: pending, for reclaim
 	}
+	delete(w.held, j.id)
 	w.mu.Unlock()
 }
 
@@ -237,7 +247,8 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 			"delivery_id", j.id, "entry", j.msg.ID)
 		return false, w.ack(ctx, j.msg.ID)
 	case t.Status != statusPending:
-		return false, w.ack(ctx, j.msg.ID) // a duplicate entry of a finished delivery
+		// A duplicate entry of a finished delivery, as are those held with it.
+		return false, w.ack(ctx, w.withHeld(j)...)
 	case !t.Due:
 		return false, w.ack(ctx, j.msg.ID) // its scheduled retry job will publish it when due
 	case !t.WebhookFound || !t.Active:
@@ -271,7 +282,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 // finishUnsent ends a delivery without sending it, then acknowledges its entry.
 func (w *Worker) finishUnsent(ctx context.Context, j job, t *target, status, reason string) error {
 	var tag pgconn.CommandTag
-	err := w.retry(ctx, w.recordTrack, func() (err error) {
+	err := w.retry(ctx, w.finishTrack, func() (err error) {
 		tag, err = w.pool.Exec(ctx, finishUnsent, t.ID, status, reason)
 		return err
 	})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/dberr"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/outage"
 )
 
 // Defaults of the group commit, applied by NewWorker to zero Config fields.
@@ -91,19 +92,20 @@ func (w *Worker) collect(ctx context.Context) {
 // flushLoop records the batches collect hands it.
 func (w *Worker) flushLoop(ctx context.Context) {
 	defer w.recs.Done()
+	track := w.tracker("postgres", "record attempts")
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case batch := <-w.recBatches:
-			w.flush(ctx, batch)
+			w.flush(ctx, track, batch)
 		}
 	}
 }
 
 // flush records a batch and then acknowledges the entries recorded, in one
 // round trip. Every job of the batch is finished when flush returns.
-func (w *Worker) flush(ctx context.Context, batch []attempted) {
+func (w *Worker) flush(ctx context.Context, track *outage.Tracker, batch []attempted) {
 	defer func() {
 		for _, a := range batch {
 			w.finish(a.j)
@@ -115,10 +117,10 @@ func (w *Worker) flush(ctx context.Context, batch []attempted) {
 				"entries", len(batch), "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	recorded := w.persist(ctx, batch, false)
-	entries := make([]string, len(recorded))
-	for i, a := range recorded {
-		entries[i] = a.j.msg.ID
+	recorded := w.persist(ctx, track, batch, false)
+	entries := make([]string, 0, len(recorded))
+	for _, a := range recorded {
+		entries = append(entries, w.withHeld(a.j)...)
 	}
 	if err := w.ack(ctx, entries...); err != nil && !w.isKilled() {
 		w.log.Warn("acknowledge recorded deliveries; entries left pending for reclaim (they are recorded: no second POST)",
@@ -138,13 +140,13 @@ func (w *Worker) flush(ctx context.Context, batch []attempted) {
 // reclaim. persist gives up only when the worker is killed.
 //
 // recheck says an earlier try may have committed unbeknownst to us.
-func (w *Worker) persist(ctx context.Context, batch []attempted, recheck bool) []attempted {
+func (w *Worker) persist(ctx context.Context, track *outage.Tracker, batch []attempted, recheck bool) []attempted {
 	var done []attempted
 	todo := batch
 	for len(todo) > 0 && !w.isKilled() {
 		err := w.recordBatch(ctx, todo, recheck)
 		if err == nil {
-			w.recordTrack.OK()
+			track.OK()
 			return append(done, todo...)
 		}
 		if w.isKilled() || ctx.Err() != nil {
@@ -161,12 +163,14 @@ func (w *Worker) persist(ctx context.Context, batch []attempted, recheck bool) [
 					done = append(done, one[0])
 				case dberr.Transient(e):
 					again, err = append(again, one[0]), e
+				case w.isKilled() || ctx.Err() != nil:
+					return done
 				default:
 					w.dropUnrecordable(one[0], e)
 				}
 			}
 			if todo = again; len(todo) == 0 {
-				w.recordTrack.OK()
+				track.OK()
 				break
 			}
 		} else if !dberr.Transient(err) {
@@ -176,8 +180,8 @@ func (w *Worker) persist(ctx context.Context, batch []attempted, recheck bool) [
 		// The COMMIT may have reached the server before the connection
 		// broke: the next try looks for the attempts first.
 		recheck = true
-		w.recordTrack.Fail(err)
-		if !w.recordTrack.Wait(ctx) {
+		track.Fail(err)
+		if !track.Wait(ctx) {
 			break
 		}
 	}

@@ -123,16 +123,16 @@ type Worker struct {
 
 	// One tracker per loop that retries a dependency.
 	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
-	loadTrack, recordTrack           *outage.Tracker // Postgres
+	loadTrack, finishTrack           *outage.Tracker // Postgres (each flusher has its own)
 	draining                         chan struct{}   // closed by Stop: record batches without lingering
 	drainOnce                        sync.Once
 
 	mu       sync.Mutex
-	inflight map[string]uuid.UUID // stream entry id → delivery id, being processed here
-	busy     map[uuid.UUID]int    // deliveries being processed here, by entries
-	stop     context.CancelFunc   // stops the read and claim loops
-	abandon  context.CancelFunc   // cancels in-flight deliveries (hard stop)
-	killed   bool                 // in-flight deliveries must neither record nor ack
+	inflight map[string]uuid.UUID   // stream entry id → delivery id, being processed here
+	held     map[uuid.UUID][]string // deliveries being processed here → their duplicate entries held
+	stop     context.CancelFunc     // stops the read and claim loops
+	abandon  context.CancelFunc     // cancels in-flight deliveries (hard stop)
+	killed   bool                   // in-flight deliveries must neither record nor ack
 	loops    sync.WaitGroup
 	work     sync.WaitGroup // jobs from dispatch until their entry is settled
 }
@@ -159,21 +159,24 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		sender:   httpsend.New(cfg.Send),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		inflight: make(map[string]uuid.UUID),
-		busy:     make(map[uuid.UUID]int),
+		held:     make(map[uuid.UUID][]string),
 
 		recIn:      make(chan attempted),
 		recBatches: make(chan []attempted),
 		draining:   make(chan struct{}),
 	}
-	track := func(dep, op string) *outage.Tracker {
-		return outage.New(dep+": "+op, w.log, m.DependencyErrors.WithLabelValues(dep, op))
-	}
+	track := w.tracker
 	w.readTrack, w.claimTrack, w.beatTrack = track("redis", "read stream"), track("redis", "reclaim entries"), track("redis", "heartbeat")
-	w.loadTrack, w.recordTrack = track("postgres", "load deliveries"), track("postgres", "record attempts")
+	w.loadTrack, w.finishTrack = track("postgres", "load deliveries"), track("postgres", "finish unsent deliveries")
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
 	}
 	return w, nil
+}
+
+// tracker follows one loop's view of dep (postgres, redis) doing op.
+func (w *Worker) tracker(dep, op string) *outage.Tracker {
+	return outage.New(dep+": "+op, w.log, w.m.DependencyErrors.WithLabelValues(dep, op))
 }
 
 // Name implements service.Service.

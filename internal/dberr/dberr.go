@@ -1,14 +1,19 @@
 // Package dberr classifies Postgres errors once, for every retry loop of
-// hookrelay: a transient error (the server restarting, a lost connection, a
-// lock or statement timeout, a serialization failure) is worth retrying as
-// is; any other error is about the statement or its data and will fail again.
+// hookrelay: a transient error (the server restarting or read-only after a
+// failover, a lost connection, a lock or statement timeout, a serialization
+// failure) is worth retrying as is; any other error — the server's verdict on
+// the statement or its data, or the driver's on a value it cannot encode or
+// scan — will fail again, and retrying it would only wedge the caller.
 package dberr
 
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 )
 
 // SQLSTATEs hookrelay reacts to by name.
@@ -26,9 +31,7 @@ func Transient(err error) bool {
 	}
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) {
-		// No answer from the server: a refused or lost connection, a
-		// timeout, a closed pool connection.
-		return true
+		return connectionLost(err)
 	}
 	switch pg.Code[:2] {
 	case "08", // connection exception
@@ -39,7 +42,24 @@ func Transient(err error) bool {
 		"58": // system error
 		return true
 	}
-	return pg.Code == "25P03" // idle_in_transaction_session_timeout
+	switch pg.Code {
+	case "25P03", // idle_in_transaction_session_timeout
+		"25006": // read_only_sql_transaction: a failover left us on a replica
+		return true
+	}
+	return false
+}
+
+// connectionLost reports whether err, which the server did not send, says
+// the connection failed (refused, reset, closed, timed out) rather than the
+// driver refusing a value.
+func connectionLost(err error) bool {
+	var netErr net.Error
+	var connect *pgconn.ConnectError
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.As(err, &netErr) || errors.As(err, &connect) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, puddle.ErrClosedPool) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Is reports whether err carries the SQLSTATE code.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,7 +21,11 @@ func TestTransient_ByClass(t *testing.T) {
 	}{
 		{nil, false},
 		{context.Canceled, false},
-		{errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{fmt.Errorf("query: %w", pgconn.ErrConnClosed), true},
+		{&pgconn.PgError{Code: "25006"}, true}, // read-only after a failover
+		{errors.New("can't scan into dest[0]: cannot scan NULL into *string"), false},
 		{fmt.Errorf("record: %w", &pgconn.PgError{Code: "57P01"}), true}, // admin shutdown
 		{&pgconn.PgError{Code: "08006"}, true},
 		{&pgconn.PgError{Code: "40P01"}, true},

@@ -12,16 +12,22 @@
 //   - client-side TCP keepalives: a process notices a server that vanished
 //     as quickly, and its pool replaces the connection.
 //
-// A setting given in DATABASE_URL wins over these defaults.
+// The settings are applied with SET once a connection is made, not sent in
+// its startup packet, so that a server or proxy that refuses one of them
+// (PgBouncer refuses unknown startup parameters; Postgres before 12 has no
+// tcp_user_timeout) costs only that setting, not the connection. A setting
+// given in DATABASE_URL wins over these defaults.
 package dbpool
 
 import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -56,11 +62,18 @@ func Config(url string) (*pgxpool.Config, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
-	rp := cfg.ConnConfig.RuntimeParams
+	var sets []string
 	for k, v := range sessionDefaults {
-		if _, set := rp[k]; !set {
-			rp[k] = v
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			sets = append(sets, "SET "+k+" = '"+v+"'")
 		}
+	}
+	sort.Strings(sets)
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		for _, set := range sets {
+			_, _ = conn.Exec(ctx, set) // best effort: see the package documentation
+		}
+		return nil
 	}
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: KeepaliveIdle, Interval: KeepaliveInterval, Count: KeepaliveCount,

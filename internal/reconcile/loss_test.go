@@ -21,18 +21,33 @@ import (
 // groups lists the stream's consumer groups other than the reconciler's
 // marker, with how many entries each has not read yet.
 func (e *env) groups(t *testing.T) map[string]int64 {
-	t.Helper()
-	gs, err := e.rdb.XInfoGroups(context.Background(), e.keys.Stream).Result()
-	if err != nil {
-		t.Fatalf("XINFO GROUPS: %v", err)
-	}
 	out := map[string]int64{}
-	for _, g := range gs {
+	for _, g := range e.xinfoGroups(t) {
 		if !strings.HasPrefix(g.Name, "hookrelay-marker-") {
 			out[g.Name] = g.Lag
 		}
 	}
 	return out
+}
+
+// markers lists the reconciler's marker groups on the stream.
+func (e *env) markers(t *testing.T) []string {
+	var out []string
+	for _, g := range e.xinfoGroups(t) {
+		if strings.HasPrefix(g.Name, "hookrelay-marker-") {
+			out = append(out, g.Name)
+		}
+	}
+	return out
+}
+
+func (e *env) xinfoGroups(t *testing.T) []redis.XInfoGroup {
+	t.Helper()
+	gs, err := e.rdb.XInfoGroups(context.Background(), e.keys.Stream).Result()
+	if err != nil {
+		t.Fatalf("XINFO GROUPS: %v", err)
+	}
+	return gs
 }
 
 func TestReconcile_RedisRestartRepublishesAllPendingAtOnceAndOnlyOnce(t *testing.T) {
@@ -329,22 +344,124 @@ func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
 // answers. A reset must not publish them a second time.
 func TestReconcile_LeavesAnUnpublishedEventsDeliveriesToTheRelay(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	srv := testredis.StartServer(t)
-	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	e, srv := privateEnv(t)
 	e.run(t)
 	published := e.delivery(t, "pending", time.Second, nil)
-	var relays uuid.UUID
-	if err := e.pool.QueryRow(ctx, `WITH ev AS (
-		INSERT INTO hookrelay.outbox (event_type, project_id, data) VALUES ('a', gen_random_uuid(), '{}') RETURNING *)
-		INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts, updated_at)
-		SELECT id, gen_random_uuid(), project_id, event_type, data, created_at, 6, now() - interval '10 minutes' FROM ev
-		RETURNING id`).Scan(&relays); err != nil {
-		t.Fatal(err)
-	}
+	e.unpublishedEventDelivery(t, 10*time.Minute) // the relay's, still being published
 	srv.Restart()
 	if res := e.run(t); res.Reset != 1 {
 		t.Fatalf("%+v, want only the published event's delivery re-published", res)
 	}
 	wantIDs(t, e.published(t), published)
+}
+
+// TestReconcile_RestoredOlderMarkerIsALoss stands for a Redis restored from
+// an older snapshot (or a replica promoted while it lagged): it holds the
+// marker of an earlier run, not the latest one, so the data since is gone.
+func TestReconcile_RestoredOlderMarkerIsALoss(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := sharedEnv(t)
+	e.run(t)
+	older := e.markers(t)
+	e.run(t)
+	newer := e.markers(t)
+	if len(older) != 1 || len(newer) != 1 || older[0] == newer[0] {
+		t.Fatalf("markers %v then %v, want one marker, replaced at each run", older, newer)
+	}
+	pending := e.delivery(t, "pending", time.Second, nil)
+	if err := e.rdb.XGroupDestroy(ctx, e.keys.Stream, newer[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.XGroupCreate(ctx, e.keys.Stream, older[0], "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := e.run(t)
+	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+		t.Fatalf("%+v, want the older snapshot detected as a loss", res)
+	}
+	wantIDs(t, e.published(t), pending)
+	if m := e.markers(t); len(m) != 1 {
+		t.Fatalf("markers %v, want the stale one removed", m)
+	}
+}
+
+// TestReconcile_NothingIsStaleRightAfterAnOutage makes the reconciler's runs
+// fail (its Redis user is switched off), then succeed again: deliveries that
+// waited through the outage are being published by the relay and the retry
+// jobs, which do not bump updated_at, so the sweep must leave them alone
+// until they have been idle for After since the outage ended.
+func TestReconcile_NothingIsStaleRightAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	admin := srv.Client()
+	user := aclClient(t, srv, admin, "+@all")
+	e := newEnv(t, user, testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	e.run(t)
+	e.delivery(t, "pending", 10*time.Minute, nil) // waited through the outage
+	name := user.Options().Username
+	if err := admin.Do(ctx, "ACL", "SETUSER", name, "off").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "CLIENT", "KILL", "USER", name).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.Reconcile(ctx); err == nil {
+		t.Fatal("a run with its Redis user switched off succeeded; the test proves nothing")
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", name, "on").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Stale != 0 || res.RedisReset != "" {
+		t.Fatalf("first run after the outage: %+v, want nothing re-published", res)
+	}
+}
+
+// TestReconcile_ResetWaitsForEventsStillBeingRelayed loses Redis while a
+// relay holds an event it has XADDed but not yet marked published: the
+// reset leaves its deliveries to the relay, but must not be forgotten until
+// the event is published, for its XADD went to the Redis that lost it.
+func TestReconcile_ResetWaitsForEventsStillBeingRelayed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e, srv := privateEnv(t)
+	e.run(t)
+	event, delivery := e.unpublishedEventDelivery(t, 0)
+	srv.Restart() // the relay's XADD is lost with everything else
+	if res := e.run(t); res.RedisReset == "" || res.Reset != 0 {
+		t.Fatalf("%+v, want the loss detected and the relay's delivery left to it", res)
+	}
+	// The relay now commits its claim: the event is published, with no entry.
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.outbox SET published_at = now() WHERE id = $1`, event); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.Reset != 1 {
+		t.Fatalf("%+v, want the delivery re-published once its event is published", res)
+	}
+	wantIDs(t, e.published(t), delivery)
+	if res := e.run(t); res.Reset != 0 {
+		t.Fatalf("%+v, want the reset finished", res)
+	}
+}
+
+// privateEnv is an env on a private Redis server, which the test may flush
+// or restart, with the stream and group names of production.
+func privateEnv(t *testing.T) (*env, *testredis.Server) {
+	srv := testredis.StartServer(t)
+	return newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"}), srv
+}
+
+// unpublishedEventDelivery is an event a relay has fanned out but not yet
+// marked published, and its delivery, last updated idle ago.
+func (e *env) unpublishedEventDelivery(t *testing.T, idle time.Duration) (event, delivery uuid.UUID) {
+	t.Helper()
+	if err := e.pool.QueryRow(context.Background(), `WITH ev AS (
+		INSERT INTO hookrelay.outbox (event_type, project_id, data) VALUES ('a', gen_random_uuid(), '{}') RETURNING *)
+		INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts, updated_at)
+		SELECT id, gen_random_uuid(), project_id, event_type, data, created_at, 6, now() - $1::interval FROM ev
+		RETURNING event_id, id`, idle).Scan(&event, &delivery); err != nil {
+		t.Fatal(err)
+	}
+	return event, delivery
 }

@@ -179,14 +179,10 @@ func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return runTimeout }
 // is its retry, and the outage is logged once, when it starts, rather than
 // by River at every run.
 func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
-	res, err := w.Reconcile(ctx)
-	if err != nil {
-		w.runTrack.Fail(err)
-		return nil
+	if res, err := w.Reconcile(ctx); err == nil {
+		w.report(res)
 	}
-	w.runTrack.OK()
-	w.report(res)
-	return nil
+	return nil // a failure is tracked by Reconcile
 }
 
 func (w *Worker) report(res Result) {
@@ -212,17 +208,14 @@ func (w *Worker) Trigger() {
 	go w.triggered()
 }
 
-// triggerRetries and triggerRetryWait bound how long a triggered run waits
-// for another process's run to end.
-const (
-	triggerRetries   = 40
-	triggerRetryWait = 250 * time.Millisecond
-)
+// triggerRetryWait is how often a triggered run tries again while another
+// process's run holds the lock (that run may have begun before the loss).
+const triggerRetryWait = 250 * time.Millisecond
 
 func (w *Worker) triggered() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-		for range triggerRetries {
+		for ctx.Err() == nil {
 			res, err := w.Reconcile(ctx)
 			if err != nil {
 				w.log.Warn("triggered reconcile run failed; the periodic run will try again", "err", err)
@@ -253,6 +246,16 @@ func (w *Worker) triggered() {
 // on (INFO refused, say), the reset in progress and the stale sweep still
 // run.
 func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
+	res, err := w.reconcile(ctx)
+	if err != nil {
+		w.runTrack.Fail(err) // logged once per outage
+	} else {
+		w.runTrack.OK()
+	}
+	return res, err
+}
+
+func (w *Worker) reconcile(ctx context.Context) (Result, error) {
 	var res Result
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
@@ -278,6 +281,13 @@ func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
 	var now time.Time
 	if err := w.pool.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
 		return res, fmt.Errorf("reconcile: read database clock: %w", err)
+	}
+	if w.runTrack.Down() {
+		// The runs were failing: Postgres or Redis was away, and nothing
+		// could be published. What waited meanwhile is not stale yet.
+		if err := w.storeState(ctx, keyBackAt, strconv.FormatInt(now.UnixMicro(), 10)); err != nil {
+			return res, err
+		}
 	}
 	if res.UnpublishedOld, err = w.checkOutbox(ctx, now.Add(-w.cfg.After)); err != nil {
 		return res, err
@@ -326,9 +336,21 @@ func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reconcile: %s %q: %w", keyResetBefore, v, err)
 	}
-	n, err := w.republish(ctx, time.UnixMicro(us), now, "redis_reset")
+	before := time.UnixMicro(us)
+	n, err := w.republish(ctx, before, now, "redis_reset")
 	if err != nil {
 		return n, err
+	}
+	// Deliveries of events still unpublished are left to the relay; but a
+	// relay whose XADD went to the Redis that lost it may mark its events
+	// published only now. Keep the reset until no event older than the loss
+	// is unpublished, so that those are re-published by a later run.
+	var relaying bool
+	if err := w.pool.QueryRow(ctx, sqlUnpublishedBefore, before).Scan(&relaying); err != nil {
+		return n, fmt.Errorf("reconcile: look for events still being relayed: %w", err)
+	}
+	if relaying {
+		return n, nil
 	}
 	if _, err := w.pool.Exec(ctx, sqlForgetState, keyResetBefore, v); err != nil {
 		return n, fmt.Errorf("reconcile: forget %s: %w", keyResetBefore, err)
@@ -347,6 +369,16 @@ func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 // are the loss detection's to re-publish, not the sweep's.
 func (w *Worker) sweepStale(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-w.cfg.After)
+	back, err := w.loadState(ctx, keyBackAt)
+	if err != nil {
+		return 0, err
+	}
+	if us, err := strconv.ParseInt(back, 10, 64); err == nil && time.UnixMicro(us).After(cutoff) {
+		// The pipeline was down until less than After ago: deliveries that
+		// waited through it are being published now (the relay's and the
+		// retry jobs' publishing does not bump updated_at), not stale.
+		return 0, nil
+	}
 	oldest, queued, err := w.oldestEntry(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reconcile: %w", err)

@@ -97,10 +97,14 @@ func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) 
 			return reason, err
 		}
 	}
-	if reason != "" || !hasMarker {
-		if err := w.placeMarker(ctx, staleMarkers); err != nil {
-			return reason, err
-		}
+	// A new marker every run: a Redis restored from an older snapshot, or a
+	// replica promoted while it lagged, holds an earlier marker, not the
+	// one remembered, and so is caught too.
+	if hasMarker {
+		staleMarkers = append(staleMarkers, markerPrefix+stored)
+	}
+	if err := w.placeMarker(ctx, staleMarkers); err != nil {
+		return reason, err
 	}
 	return reason, nil
 }

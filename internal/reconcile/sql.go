@@ -22,6 +22,7 @@ const (
 	keyRedisRunID  = "redis_run_id"
 	keyMarker      = "redis_marker"       // token of the marker group on the stream
 	keyResetBefore = "redis_reset_before" // a loss found then (unix µs) is still being re-published
+	keyBackAt      = "pipeline_back_at"   // runs failed until then (unix µs): an outage of Postgres or Redis
 	sqlLoadState   = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
 	sqlStoreState  = `
 INSERT INTO hookrelay.maintenance_state (key, value) VALUES ($1, $2)
@@ -34,6 +35,11 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`
 SELECT count(*), min(created_at) FROM hookrelay.outbox
 WHERE published_at IS NULL AND created_at < $1`
 	sqlWakeRelays = `SELECT pg_notify('hookrelay_outbox', '')`
+
+	// Whether an event created before $1 is still unpublished (served by
+	// outbox_unpublished_idx).
+	sqlUnpublishedBefore = `SELECT EXISTS (
+    SELECT 1 FROM hookrelay.outbox WHERE published_at IS NULL AND created_at < $1)`
 
 	// Picks a batch of pending deliveries idle since before $1 whose next
 	// attempt, if any, was due before $2 and whose event is published

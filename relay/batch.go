@@ -22,33 +22,42 @@ ORDER BY seq
 LIMIT $1
 FOR NO KEY UPDATE SKIP LOCKED`
 
-	// fanOutSQL creates one delivery per matching active webhook of the
-	// claimed events (idempotent: deliveries are unique per event × webhook).
-	fanOutSQL = `INSERT INTO hookrelay.deliveries
-    (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
-SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $2
-FROM hookrelay.outbox o
-JOIN hookrelay.webhooks w
-  ON w.project_id = o.project_id
- AND w.is_active
- AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
- AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
- AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
-WHERE o.id = ANY ($1)
-ON CONFLICT (event_id, webhook_id) DO NOTHING`
-
-	// toPublishSQL returns the ids to publish: every pending delivery of the
-	// claimed events whose retry is not already scheduled — the ones just
-	// created, and ones created by an earlier attempt at the same events (a
-	// relay that died before marking them published). It must be a statement
-	// of its own, after fanOutSQL: an INSERT … ON CONFLICT DO NOTHING that
-	// waited for a dying relay's uncommitted fan-out inserts nothing, and a
-	// read in the same statement's snapshot would not see that relay's rows
-	// either; a new statement (READ COMMITTED) takes a fresh snapshot.
-	// OFFSET 0 keeps the status test out of the scan: the lookup goes
-	// through the (event_id, webhook_id) index, never through the partial
-	// index of all pending deliveries, which grows with the backlog.
-	toPublishSQL = `SELECT d.id FROM (
+	// fanOutSQL creates one delivery per matching active webhook and returns
+	// the ids to publish: the ones it created, plus pending ones created by
+	// an earlier attempt at the same events (a relay that died before marking
+	// them published) whose retry is not already scheduled.
+	//
+	// A conflict is resolved with DO UPDATE (a no-op assignment), not DO
+	// NOTHING, so that RETURNING yields the existing row too. That matters
+	// when the conflicting row belongs to a relay that died while its
+	// fan-out was committing: the INSERT waits for that transaction, and
+	// DO NOTHING would then return nothing, while a read in the statement's
+	// own snapshot cannot see the row either — the event would be marked
+	// published with no stream entry. DO UPDATE re-reads the committed row.
+	// Conflicts happen only when events are claimed again, so the normal
+	// path writes nothing more. The second half picks up pending deliveries
+	// of webhooks that no longer match (deactivated since): published, the
+	// worker skips them. OFFSET 0 keeps its status test out of the scan: the
+	// lookup goes through the (event_id, webhook_id) index, never through the
+	// partial index of all pending deliveries, which grows with the backlog.
+	fanOutSQL = `WITH upserted AS (
+    INSERT INTO hookrelay.deliveries
+        (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
+    SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $2
+    FROM hookrelay.outbox o
+    JOIN hookrelay.webhooks w
+      ON w.project_id = o.project_id
+     AND w.is_active
+     AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
+     AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
+     AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
+    WHERE o.id = ANY ($1)
+    ON CONFLICT (event_id, webhook_id) DO UPDATE SET event_id = excluded.event_id
+    RETURNING id, xmax = 0 AS created, status, next_attempt_at
+)
+SELECT id, created FROM upserted WHERE created OR (status = 'pending' AND next_attempt_at IS NULL)
+UNION
+SELECT d.id, false FROM (
     SELECT id, status, next_attempt_at FROM hookrelay.deliveries WHERE event_id = ANY ($1) OFFSET 0
 ) d
 WHERE d.status = 'pending' AND d.next_attempt_at IS NULL`
@@ -163,13 +172,12 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 
 // fanOut creates the deliveries of events on a second connection, in its own
 // transaction (committed when it returns, in one pipelined round trip), and
-// returns the ids to publish and how many deliveries it created.
+// returns the ids to publish and how many of them it created.
 func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) (ids []uuid.UUID, created int, err error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
 	b.Queue(fanOutSQL, events, r.cfg.MaxAttempts)
-	b.Queue(toPublishSQL, events)
 	b.Queue("COMMIT")
 	br := r.pool.SendBatch(ctx, b) // a failed transaction's connection is discarded on Close
 	defer func() {
@@ -182,19 +190,26 @@ func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) (ids []uuid.UUID
 			return nil, 0, fmt.Errorf("fan out %d events: begin: %w", len(events), err)
 		}
 	}
-	tag, err := br.Exec()
+	rows, err := br.Query()
 	if err != nil {
 		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
 	}
-	created = int(tag.RowsAffected())
-	rows, err := br.Query()
-	if err == nil {
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	}
+	var (
+		id    uuid.UUID
+		isNew bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &isNew}, func() error {
+		ids = append(ids, id) // UNION: an existing row found by both halves comes once
+		if isNew {
+			created++
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("fan out %d events: read deliveries to publish: %w", len(events), err)
+		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
 	}
-	if tag, err = br.Exec(); err != nil {
+	tag, err := br.Exec()
+	if err != nil {
 		return nil, 0, fmt.Errorf("fan out %d events: commit: %w", len(events), err)
 	}
 	if tag.String() != "COMMIT" {

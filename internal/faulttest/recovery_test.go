@@ -172,7 +172,7 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 			fault, r.duplicates, r.deliveries, share(r.duplicates, r.deliveries), 100*maxDuplicateShare)
 	}
 	if r.unrecorded > 0 {
-		t.Errorf("%s: %d 2xx answers of the receiver have no 2xx attempt row: outcomes thrown away", fault, r.unrecorded)
+		t.Errorf("%s: the receiver got %d requests more than their deliveries have attempt rows: outcomes thrown away", fault, r.unrecorded)
 	}
 	var last time.Time
 	for _, at := range first {

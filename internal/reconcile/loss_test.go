@@ -465,3 +465,28 @@ func (e *env) unpublishedEventDelivery(t *testing.T, idle time.Duration) (event,
 	}
 	return event, delivery
 }
+
+// TestReconcile_LossRightAfterTheCheckIsFoundByTheNextRun flushes Redis
+// just after a run has checked the marker: that run cannot know, but the
+// marker it leaves must not survive the flush, or no run ever finds it.
+func TestReconcile_LossRightAfterTheCheckIsFoundByTheNextRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e, _ := privateEnv(t)
+	e.run(t)
+	pending := e.delivery(t, "pending", time.Second, nil)
+	e.w.AfterMarkerCheck(func() {
+		e.w.AfterMarkerCheck(nil)
+		if err := e.rdb.FlushAll(ctx).Err(); err != nil {
+			t.Error(err)
+		}
+	})
+	if res := e.run(t); res.RedisReset != "" {
+		t.Fatalf("%+v: the run that checked before the flush cannot have seen it", res)
+	}
+	res := e.run(t)
+	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+		t.Fatalf("%+v, want the flush found by the next run", res)
+	}
+	wantIDs(t, e.published(t), pending)
+}

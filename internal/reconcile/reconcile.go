@@ -134,6 +134,9 @@ type Worker struct {
 
 	trig                   sync.Mutex
 	trigRunning, trigAgain bool
+
+	// afterCheck, when set (tests only), runs right after the marker check.
+	afterCheck func()
 }
 
 // NewWorker returns the reconciler. wake nudges a relay running in this

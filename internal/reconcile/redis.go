@@ -51,7 +51,17 @@ func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	// The next marker is placed before the current one is checked, and
+	// only on a stream that exists: a loss that strikes after the check
+	// then takes the next marker with it, and is found by the next run. (A
+	// marker placed after the check could land in a stream flushed in
+	// between, and hide that loss.)
+	next := newToken()
+	placed := w.rdb.XGroupCreate(ctx, w.cfg.Stream, markerPrefix+next, "$").Err() == nil
 	groups, err := w.rdb.XInfoGroups(ctx, w.cfg.Stream).Result()
+	if w.afterCheck != nil {
+		w.afterCheck()
+	}
 	if err != nil && !stream.IsNoSuchKey(err) {
 		return "", fmt.Errorf("XINFO GROUPS %s: %w", w.cfg.Stream, err)
 	}
@@ -63,6 +73,7 @@ func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) 
 			hasGroup = true
 		case stored != "" && g.Name == markerPrefix+stored:
 			hasMarker = true
+		case g.Name == markerPrefix+next:
 		case strings.HasPrefix(g.Name, markerPrefix):
 			staleMarkers = append(staleMarkers, g.Name)
 		}
@@ -100,31 +111,31 @@ func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) 
 	// A new marker every run: a Redis restored from an older snapshot, or a
 	// replica promoted while it lagged, holds an earlier marker, not the
 	// one remembered, and so is caught too.
-	if hasMarker {
+	switch {
+	case !placed && hasMarker:
+		return reason, nil // the stream appeared in between: keep the current marker
+	case !placed:
+		// The stream was gone, so this run has found the loss (or it is
+		// the first): a marker placed now, creating the stream, hides nothing.
+		if err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, markerPrefix+next, "$").Err(); err != nil {
+			return reason, fmt.Errorf("create marker group on %s: %w", w.cfg.Stream, err)
+		}
+	case hasMarker:
 		staleMarkers = append(staleMarkers, markerPrefix+stored)
 	}
-	if err := w.placeMarker(ctx, staleMarkers); err != nil {
+	if err := w.storeState(ctx, keyMarker, next); err != nil {
 		return reason, err
+	}
+	for _, g := range staleMarkers {
+		_ = w.rdb.XGroupDestroy(ctx, w.cfg.Stream, g).Err() // best effort: the next run tries again
 	}
 	return reason, nil
 }
 
-// placeMarker creates a new marker group (and the stream, if missing),
-// remembers it, and removes the markers of earlier runs.
-func (w *Worker) placeMarker(ctx context.Context, stale []string) error {
+func newToken() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	token := hex.EncodeToString(b)
-	if err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, markerPrefix+token, "$").Err(); err != nil {
-		return fmt.Errorf("create marker group on %s: %w", w.cfg.Stream, err)
-	}
-	if err := w.storeState(ctx, keyMarker, token); err != nil {
-		return err
-	}
-	for _, g := range stale {
-		_ = w.rdb.XGroupDestroy(ctx, w.cfg.Stream, g).Err() // best effort: the next run tries again
-	}
-	return nil
+	return hex.EncodeToString(b)
 }
 
 // checkRunID reads the server's run id and reports whether it differs from

@@ -69,6 +69,10 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 	if err != nil {
 		return nil, err
 	}
+	// A first run at once, not when River has elected a leader (seconds
+	// later): the reconciler's marker is the baseline against which a Redis
+	// loss is noticed, and a loss before any marker exists goes unseen.
+	recWorker.Trigger()
 	return []service.Service{sched, worker}, nil
 }
 

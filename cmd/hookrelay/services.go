@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"net/http"
@@ -43,7 +45,8 @@ func newRelay(d *deps, m *metrics.Metrics) *relay.Relay {
 // the stream worker that shares its client. wake nudges an in-process relay.
 func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, error) {
 	c := d.cfg
-	rc := reconcile.Config{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter, Interval: c.ReconcileInterval, BatchSize: 1000}
+	rc := reconcile.Config{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter, Interval: c.ReconcileInterval, BatchSize: 1000,
+		ResetGrace: c.Timeout + time.Second}
 	ret := retention.Config{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries, Interval: c.RetentionInterval, BatchSize: 1000}
 	recWorker := reconcile.NewWorker(d.pool, d.rdb, rc, wake, m, d.log.With("service", "reconcile"))
 	retWorker := retention.NewWorker(d.pool, ret, m, d.log.With("service", "retention"))

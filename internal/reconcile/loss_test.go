@@ -490,3 +490,34 @@ func TestReconcile_LossRightAfterTheCheckIsFoundByTheNextRun(t *testing.T) {
 	}
 	wantIDs(t, e.published(t), pending)
 }
+
+// TestReconcile_ResetWaitsForTheAttemptsInFlight loses Redis while one
+// delivery's attempt is in flight: the reset waits ResetGrace, by which time
+// that attempt is recorded, and re-publishes only what is still pending —
+// by itself, without waiting for the next periodic run.
+func TestReconcile_ResetWaitsForTheAttemptsInFlight(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
+	cfg := e.config()
+	cfg.ResetGrace = 300 * time.Millisecond
+	w := reconcile.NewWorker(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	if _, err := w.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := e.delivery(t, "pending", time.Second, nil)
+	waiting := e.delivery(t, "pending", time.Second, nil)
+	srv.Restart()
+	res, err := w.Reconcile(ctx)
+	if err != nil || res.RedisReset == "" || res.Reset != 0 {
+		t.Fatalf("%+v (%v), want the loss found and nothing re-published yet", res, err)
+	}
+	// The attempt in flight is recorded during the grace.
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.deliveries SET status = 'delivered', updated_at = now() WHERE id = $1`, inFlight); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 10*time.Second, func() bool { return len(e.published(t)) > 0 },
+		func() string { return "nothing re-published after the grace" })
+	wantIDs(t, e.published(t), waiting)
+}

@@ -51,6 +51,7 @@ const (
 	DefaultInterval     = 30 * time.Second
 	DefaultBatchSize    = 1000
 	DefaultConsumerIdle = time.Hour
+	DefaultResetGrace   = 11 * time.Second // the default HTTP timeout, 10 s, and a second
 )
 
 // Config says what the reconciler looks at and how often.
@@ -71,6 +72,12 @@ type Config struct {
 	// crashed before it could leave the group) and is removed. A live worker
 	// reads at least every half second.
 	ConsumerIdle time.Duration
+	// ResetGrace: after a loss is found, the deliveries are re-published
+	// only this long after it, so that the attempts in flight when Redis
+	// lost their entries (whose deliveries are still pending) have been
+	// recorded and are not sent a second time. Set it to the HTTP timeout
+	// plus a margin. Zero means DefaultResetGrace; a negative value, none.
+	ResetGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -78,6 +85,9 @@ func (c Config) withDefaults() Config {
 	c.Interval = positive(c.Interval, DefaultInterval)
 	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
 	c.ConsumerIdle = positive(c.ConsumerIdle, DefaultConsumerIdle)
+	if c.ResetGrace == 0 {
+		c.ResetGrace = DefaultResetGrace
+	}
 	return c
 }
 
@@ -340,6 +350,12 @@ func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 		return 0, fmt.Errorf("reconcile: %s %q: %w", keyResetBefore, v, err)
 	}
 	before := time.UnixMicro(us)
+	if wait := before.Add(w.cfg.ResetGrace).Sub(now); wait > 0 {
+		// Attempts in flight at the loss are still being recorded; a run
+		// is asked for once they have been.
+		time.AfterFunc(wait, w.Trigger)
+		return 0, nil
+	}
 	n, err := w.republish(ctx, before, now, "redis_reset")
 	if err != nil {
 		return n, err

@@ -45,7 +45,8 @@ func newEnv(t *testing.T, rdb redis.UniversalClient, keys testredis.Keys) *env {
 }
 
 func (e *env) config() reconcile.Config {
-	return reconcile.Config{Stream: e.keys.Stream, Group: e.keys.Group, After: after, Interval: time.Hour, BatchSize: 2}
+	return reconcile.Config{Stream: e.keys.Stream, Group: e.keys.Group, After: after, Interval: time.Hour, BatchSize: 2,
+		ResetGrace: -1} // at once: these tests have no attempts in flight
 }
 
 func sharedEnv(t *testing.T) *env {

@@ -100,7 +100,7 @@ func TestRecord_DueTimesFollowTheDatabaseClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gap time.Duration
-	if err := h.db.Pool.QueryRow(t.Context(), `SELECT extract(epoch FROM next_attempt_at - now())::float8 * 1e9
+	if err := h.db.Pool.QueryRow(t.Context(), `SELECT (extract(epoch FROM next_attempt_at - now()) * 1e9)::bigint
 		FROM hookrelay.deliveries WHERE id = $1`, id).Scan(&gap); err != nil {
 		t.Fatal(err)
 	}

@@ -521,3 +521,23 @@ func TestReconcile_ResetWaitsForTheAttemptsInFlight(t *testing.T) {
 		func() string { return "nothing re-published after the grace" })
 	wantIDs(t, e.published(t), waiting)
 }
+
+// TestReconcile_ResetSkipsWhatIsInTheNewStream: after Redis came back
+// empty, the relay and the retry jobs publish part of the backlog to the new
+// stream before the reset runs; the reset publishes only the rest.
+func TestReconcile_ResetSkipsWhatIsInTheNewStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e, srv := privateEnv(t)
+	e.run(t)
+	republished := e.delivery(t, "pending", time.Second, nil)
+	lost := e.delivery(t, "pending", time.Second, nil)
+	srv.Restart()
+	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{republished}); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.run(t); res.RedisReset == "" || res.Reset != 1 {
+		t.Fatalf("%+v, want the loss found and only the lost delivery re-published", res)
+	}
+	wantIDs(t, e.published(t), republished, lost)
+}

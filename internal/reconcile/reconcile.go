@@ -37,6 +37,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -356,7 +357,14 @@ func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 		time.AfterFunc(wait, w.Trigger)
 		return 0, nil
 	}
-	n, err := w.republish(ctx, before, now, "redis_reset")
+	// What the relay and the retry jobs published since Redis came back is
+	// in the new stream (or consumed, and recorded during the grace): only
+	// what the loss took is published again.
+	queued, err := w.streamDeliveries(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %w", err)
+	}
+	n, err := w.republish(ctx, before, now, "redis_reset", queued)
 	if err != nil {
 		return n, err
 	}
@@ -405,7 +413,7 @@ func (w *Worker) sweepStale(ctx context.Context, now time.Time) (int, error) {
 	if queued {
 		cutoff = minTime(cutoff, oldest.Add(-clockMargin))
 	}
-	return w.republish(ctx, cutoff, cutoff, "stale")
+	return w.republish(ctx, cutoff, cutoff, "stale", nil)
 }
 
 // clockMargin allows for Redis's clock (stream entry ids) and Postgres's
@@ -446,13 +454,15 @@ func (w *Worker) checkOutbox(ctx context.Context, cutoff time.Time) (int, error)
 
 // republish puts back on the stream, batch by batch, the pending deliveries
 // last updated before updatedBefore whose next attempt (if any) was due
-// before retryBefore. Each batch bumps updated_at, so that a delivery is
-// re-published at most once per run and then not again until it has been
-// idle for After once more; the bump commits only if Redis took the batch.
-func (w *Worker) republish(ctx context.Context, updatedBefore, retryBefore time.Time, reason string) (int, error) {
+// before retryBefore, except those in queued (their entry is in the stream
+// already). Each batch bumps updated_at, so that a delivery is re-published
+// at most once per run and then not again until it has been idle for After
+// once more; the bump commits only if Redis took the batch. It returns how
+// many it published.
+func (w *Worker) republish(ctx context.Context, updatedBefore, retryBefore time.Time, reason string, queued map[uuid.UUID]bool) (int, error) {
 	total := 0
 	for {
-		n, err := w.republishBatch(ctx, updatedBefore, retryBefore)
+		claimed, n, err := w.republishBatch(ctx, updatedBefore, retryBefore, queued)
 		if err != nil {
 			return total, fmt.Errorf("reconcile (%s): %w", reason, err)
 		}
@@ -460,7 +470,7 @@ func (w *Worker) republish(ctx context.Context, updatedBefore, retryBefore time.
 		if w.m != nil && n > 0 {
 			w.m.Reconciled.WithLabelValues(reason).Add(float64(n))
 		}
-		if n < w.cfg.BatchSize {
+		if claimed < w.cfg.BatchSize {
 			return total, nil
 		}
 	}

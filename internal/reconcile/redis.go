@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
@@ -185,6 +186,29 @@ func (w *Worker) oldestEntry(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("stream entry id %q: %w", msgs[0].ID, err)
 	}
 	return time.UnixMilli(n), true, nil
+}
+
+// streamDeliveries reads the delivery id of every entry in the stream, a
+// page at a time (after a loss, the stream holds only what was published
+// since Redis came back).
+func (w *Worker) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, error) {
+	ids := map[uuid.UUID]bool{}
+	start := "-"
+	for {
+		msgs, err := w.rdb.XRangeN(ctx, w.cfg.Stream, start, "+", 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("XRANGE %s: %w", w.cfg.Stream, err)
+		}
+		for _, m := range msgs {
+			if id, err := stream.DeliveryID(m); err == nil {
+				ids[id] = true
+			}
+		}
+		if len(msgs) < 1000 {
+			return ids, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // streamGauges reads and reports the stream's length and the number of

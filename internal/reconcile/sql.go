@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,32 +66,35 @@ FROM picked WHERE d.id = picked.id
 RETURNING d.id`
 )
 
-// republishBatch claims one batch and publishes it inside the claiming
-// transaction: if Redis refuses it, the bump rolls back and the deliveries
-// stay candidates. A commit that fails after the publish only causes a
-// harmless second entry on the next run.
-func (w *Worker) republishBatch(ctx context.Context, updatedBefore, retryBefore time.Time) (int, error) {
+// republishBatch claims one batch and publishes it, but for the ids in
+// queued, inside the claiming transaction: if Redis refuses it, the bump
+// rolls back and the deliveries stay candidates. A commit that fails after
+// the publish only causes a harmless second entry on the next run. It
+// returns how many deliveries it claimed and how many it published.
+func (w *Worker) republishBatch(ctx context.Context, updatedBefore, retryBefore time.Time, queued map[uuid.UUID]bool) (claimed, published int, err error) {
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	rows, err := tx.Query(ctx, sqlClaimStale, updatedBefore, retryBefore, w.cfg.BatchSize)
 	if err != nil {
-		return 0, fmt.Errorf("claim deliveries: %w", err)
+		return 0, 0, fmt.Errorf("claim deliveries: %w", err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	if err != nil {
-		return 0, fmt.Errorf("claim deliveries: %w", err)
+		return 0, 0, fmt.Errorf("claim deliveries: %w", err)
 	}
 	if len(ids) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
+	claimed = len(ids)
+	ids = slices.DeleteFunc(ids, func(id uuid.UUID) bool { return queued[id] })
 	if err := stream.Publish(ctx, w.rdb, w.cfg.Stream, ids); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit reconciled deliveries: %w", err)
+		return 0, 0, fmt.Errorf("commit reconciled deliveries: %w", err)
 	}
-	return len(ids), nil
+	return claimed, len(ids), nil
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,7 +18,7 @@ import (
 
 // An API server: create a webhook (its secret is shown once), then deploy a
 // config, which emits config.deployed in the deploying transaction.
-func ExampleNewServer() {
+func ExampleNew() {
 	ctx := context.Background()
 	db, err := testdb.Create(ctx) // your migrated database
 	if err != nil {
@@ -41,17 +41,10 @@ func ExampleNewServer() {
 		SecretGrace: cfg.SecretGrace,
 		Stream:      cfg.Stream,
 	}, db.Pool, rdb, nil, nil)
-	srv := api.NewServer("127.0.0.1:0", h, nil)
-	if err := srv.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_ = srv.Stop(stopCtx)
-	}()
+	srv := httptest.NewServer(h) // or any http.Server
+	defer srv.Close()
 
-	base := "http://" + srv.Addr() + "/api/projects/9a1c6a52-6f7e-4d8e-8d3f-3c9f1f0e2b11"
+	base := srv.URL + "/api/projects/9a1c6a52-6f7e-4d8e-8d3f-3c9f1f0e2b11"
 	post := func(path, body string) map[string]any {
 		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/api"
+	"github.com/hookrelay/hookrelay/internal/httpserver"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 	"github.com/hookrelay/hookrelay/internal/testredis"
 )
@@ -66,7 +67,7 @@ func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 	db := testdb.New(t)
 	redisSrv := testredis.StartServer(t)
 	rdb := redisSrv.Client()
-	srv := api.NewServer("127.0.0.1:0", api.New(api.Config{EventTypes: eventTypes}, db.Pool, rdb, nil, nil), nil)
+	srv := httpserver.New("api", "127.0.0.1:0", api.New(api.Config{EventTypes: eventTypes}, db.Pool, rdb, nil, nil), nil)
 	if err := srv.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
@@ -124,10 +124,8 @@ func WithJobs(register func(*river.Workers) error, periodic ...*river.PeriodicJo
 //
 // Scheduler implements service.Service.
 type Scheduler struct {
+	service.Base
 	client *river.Client[pgx.Tx]
-
-	mu      sync.Mutex
-	started bool
 }
 
 // NewScheduler builds the River client; Start runs it.
@@ -186,25 +184,24 @@ func (s *Scheduler) Name() string { return "scheduler" }
 
 // Start starts working jobs. The client outlives ctx; Stop ends it.
 func (s *Scheduler) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.client.Start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("start river: %w", err)
-	}
-	s.started = true
-	return nil
+	return s.Base.Start(func() error {
+		if err := s.client.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("start river: %w", err)
+		}
+		go func() {
+			<-s.client.Stopped()
+			s.Exit(errors.New("river client stopped"))
+		}()
+		return nil
+	})
 }
 
 // Stop stops fetching jobs and waits for running ones until ctx ends.
 func (s *Scheduler) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.started {
+	return s.Base.Stop(func() error {
+		if err := s.client.Stop(ctx); err != nil {
+			return fmt.Errorf("stop river: %w", err)
+		}
 		return nil
-	}
-	s.started = false
-	if err := s.client.Stop(ctx); err != nil {
-		return fmt.Errorf("stop river: %w", err)
-	}
-	return nil
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
@@ -106,6 +107,8 @@ func DeadStream(stream string) string { return stream + ":dead" }
 //
 // Worker implements service.Service.
 type Worker struct {
+	service.Base
+
 	pool   *pgxpool.Pool
 	rdb    redis.UniversalClient
 	jobs   *river.Client[pgx.Tx]
@@ -125,7 +128,6 @@ type Worker struct {
 	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
 	loadTrack, finishTrack           *outage.Tracker // Postgres (each flusher has its own)
 	draining                         chan struct{}   // closed by Stop: record batches without lingering
-	drainOnce                        sync.Once
 
 	mu       sync.Mutex
 	inflight map[string]uuid.UUID   // stream entry id → delivery id, being processed here
@@ -186,61 +188,60 @@ func (w *Worker) Name() string { return "worker" }
 // and starts reading. Redis being unavailable does not fail Start: the loops
 // keep retrying.
 func (w *Worker) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.stop != nil {
-		return errors.New("deliver: worker already started")
-	}
-	if err := w.ensureGroup(ctx); err != nil {
-		w.log.Warn("cannot join consumer group yet; will retry", "err", err)
-	}
-	// The loops outlive the start context; Stop ends them.
-	base := context.WithoutCancel(ctx)
-	loopCtx, stop := context.WithCancel(base)
-	workCtx, abandon := context.WithCancel(base)
-	w.stop, w.abandon = stop, abandon
-	w.loops.Add(2)
-	go w.readLoop(loopCtx, workCtx)
-	go w.claimLoop(loopCtx, workCtx)
-	w.recs.Add(1)
-	go w.heartbeatLoop(workCtx)
-	w.recs.Add(1 + recordFlushers)
-	go w.collect(workCtx)
-	for range recordFlushers {
-		go w.flushLoop(workCtx)
-	}
-	return nil
+	return w.Base.Start(func() error {
+		if err := w.ensureGroup(ctx); err != nil {
+			w.log.Warn("cannot join consumer group yet; will retry", "err", err)
+		}
+		// The loops outlive the start context; Stop ends them.
+		base := context.WithoutCancel(ctx)
+		loopCtx, stop := context.WithCancel(base)
+		workCtx, abandon := context.WithCancel(base)
+		w.mu.Lock()
+		w.stop, w.abandon = stop, abandon
+		w.mu.Unlock()
+		w.loops.Add(2)
+		go w.readLoop(loopCtx, workCtx)
+		go w.claimLoop(loopCtx, workCtx)
+		w.recs.Add(1)
+		go w.heartbeatLoop(workCtx)
+		w.recs.Add(1 + recordFlushers)
+		go w.collect(workCtx)
+		for range recordFlushers {
+			go w.flushLoop(workCtx)
+		}
+		return nil
+	})
 }
 
 // Stop stops reading, waits for the deliveries in flight to finish and to be
-// recorded and acknowledged, and returns. If ctx ends first, the unfinished deliveries are abandoned: their
-// entries stay pending in the consumer group for another worker.
+// recorded and acknowledged, and returns. If ctx ends first, the unfinished
+// deliveries are abandoned: their entries stay pending in the consumer group
+// for another worker.
 func (w *Worker) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	stop, abandon := w.stop, w.abandon
-	w.mu.Unlock()
-	if stop == nil {
-		return nil
-	}
-	stop()
-	w.drainOnce.Do(func() { close(w.draining) })
-	done := make(chan struct{})
-	go func() {
-		w.loops.Wait()
-		w.work.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		abandon() // ends the recorder, idle by now
-		w.recs.Wait()
-		w.sender.Close()
-		w.leaveGroup(ctx)
-		return nil
-	case <-ctx.Done():
-		w.kill()
-		return fmt.Errorf("stop worker: in-flight deliveries abandoned: %w", ctx.Err())
-	}
+	return w.Base.Stop(func() error {
+		w.mu.Lock()
+		stop, abandon := w.stop, w.abandon
+		w.mu.Unlock()
+		stop()
+		close(w.draining)
+		done := make(chan struct{})
+		go func() {
+			w.loops.Wait()
+			w.work.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+			abandon() // ends the recorder, idle by now
+			w.recs.Wait()
+			w.sender.Close()
+			w.leaveGroup(ctx)
+			return nil
+		case <-ctx.Done():
+			w.kill()
+			return fmt.Errorf("stop worker: in-flight deliveries abandoned: %w", ctx.Err())
+		}
+	})
 }
 
 // leaveGroup removes this consumer from the group after a clean stop, so

@@ -45,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,6 +52,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/service"
 )
 
 // Config is what a Relay needs to know besides its connections.
@@ -79,9 +79,9 @@ const (
 )
 
 // Relay publishes committed outbox events to the stream. It is a
-// service.Service: Start it once, Stop it once. Its pool must allow at least
-// two connections (a claim holds one while the fan-out uses another); the
-// LISTEN connection is opened separately from the pool's configuration.
+// service.Service. Its pool must allow at least two connections (a claim
+// holds one while the fan-out uses another); the LISTEN connection is opened
+// separately from the pool's configuration.
 type Relay struct {
 	pool *pgxpool.Pool
 	rdb  redis.UniversalClient
@@ -91,10 +91,8 @@ type Relay struct {
 
 	wake chan struct{}
 
-	mu         sync.Mutex
-	started    bool
-	stopCh     chan struct{}
-	stopOnce   sync.Once
+	service.Base
+	stopCh     chan struct{} // closed by Stop: finish the batch in hand
 	cancelWork context.CancelFunc
 	done       chan struct{} // closed when the relay loop has returned
 	listenDone chan struct{} // closed when the listener has returned
@@ -134,7 +132,6 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, m *metrics.M
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("service", "relay")
 	return &Relay{
 		passTrack: outage.New("relay pass (postgres or redis)", log,
 			m.DependencyErrors.WithLabelValues("postgres_or_redis", "relay pass")),
@@ -159,26 +156,23 @@ func (r *Relay) Name() string { return "relay" }
 // first catches up on everything unpublished. The work outlives ctx; end it
 // with Stop.
 func (r *Relay) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.started || r.stopping() {
-		return errors.New("relay: already started or stopped; a Relay runs once")
-	}
-	if r.cfg.Stream == "" {
-		return errors.New("relay: no stream key configured")
-	}
-	if _, err := r.pool.Exec(ctx, `SELECT last_value FROM hookrelay.relay_idle`); err != nil {
-		return fmt.Errorf("relay: check hookrelay schema (was it migrated?): %w", err)
-	}
-	if err := r.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("relay: ping redis: %w", err)
-	}
-	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.started, r.cancelWork = true, cancel
-	r.done, r.listenDone = make(chan struct{}), make(chan struct{})
-	go r.listen(work)
-	go r.run(work)
-	return nil
+	return r.Base.Start(func() error {
+		if r.cfg.Stream == "" {
+			return errors.New("relay: no stream key configured")
+		}
+		if _, err := r.pool.Exec(ctx, `SELECT last_value FROM hookrelay.relay_idle`); err != nil {
+			return fmt.Errorf("relay: check hookrelay schema (was it migrated?): %w", err)
+		}
+		if err := r.rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("relay: ping redis: %w", err)
+		}
+		work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		r.cancelWork = cancel
+		r.done, r.listenDone = make(chan struct{}), make(chan struct{})
+		go r.listen(work)
+		go r.run(work)
+		return nil
+	})
 }
 
 // Stop stops taking work: the relay finishes the batch in hand (marking it
@@ -186,23 +180,19 @@ func (r *Relay) Start(ctx context.Context) error {
 // first, the batch in hand is abandoned unpublished (it is claimed again
 // later) and Stop returns ctx's error.
 func (r *Relay) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	started := r.started
-	r.mu.Unlock()
-	r.stopOnce.Do(func() { close(r.stopCh) })
-	if !started {
-		return nil
-	}
-	var err error
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		err = fmt.Errorf("relay: stop: batch in hand abandoned: %w", ctx.Err())
-	}
-	r.cancelWork()
-	<-r.done
-	<-r.listenDone
-	return err
+	return r.Base.Stop(func() error {
+		close(r.stopCh)
+		var err error
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			err = fmt.Errorf("relay: stop: batch in hand abandoned: %w", ctx.Err())
+		}
+		r.cancelWork()
+		<-r.done
+		<-r.listenDone
+		return err
+	})
 }
 
 // Wake nudges the relay to look for unpublished events now. It never blocks;

@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/hookrelay/hookrelay/api"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/migrations"
@@ -27,8 +26,11 @@ import (
 // run removes what the previous run left.
 var demoProject = uuid.MustParse("00000000-0000-4000-8000-00000000de70")
 
-// demoTimeout bounds the whole walkthrough.
-const demoTimeout = 30 * time.Second
+// demoTimeout bounds the whole walkthrough, demoStopTimeout its shutdown.
+const (
+	demoTimeout     = 30 * time.Second
+	demoStopTimeout = 10 * time.Second
+)
 
 type received struct {
 	header http.Header
@@ -72,22 +74,17 @@ func runDemo(ctx context.Context, _ []string) error {
 	fmt.Fprintln(out, "  receiver listening on", recv.url)
 
 	m := metrics.New()
-	svcs, err := allServices(d, m)
+	svcs, err := pipeline(d, m)
 	if err != nil {
 		return err
 	}
-	apiSrv := svcs[len(svcs)-1].(*api.Server)
+	apiSrv := newAPI(d, m)
 	runCtx, stopServices := context.WithCancel(ctx)
 	defer stopServices()
 	done := make(chan error, 1)
-	started := make(chan struct{})
-	go func() {
-		done <- service.Run(runCtx, d.log, nil, func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 10*time.Second)
-		}, append(svcs, startedSignal{started})...)
-	}()
+	go func() { done <- service.Run(runCtx, d.log, demoStopTimeout, append(svcs, apiSrv)...) }()
 	select {
-	case <-started:
+	case <-apiSrv.Started(): // started last, so everything runs
 	case err := <-done:
 		return fmt.Errorf("start services: %w", err)
 	}
@@ -143,13 +140,6 @@ func runDemo(ctx context.Context, _ []string) error {
 		redactURL(d.cfg.DatabaseURL), demoProject)
 	return nil
 }
-
-// startedSignal is a last service whose Start reports that all before it started.
-type startedSignal struct{ ch chan struct{} }
-
-func (s startedSignal) Name() string                { return "demo" }
-func (s startedSignal) Start(context.Context) error { close(s.ch); return nil }
-func (s startedSignal) Stop(context.Context) error  { return nil }
 
 func cleanDemoRows(ctx context.Context, d *deps) error {
 	for _, table := range []string{"hookrelay.deliveries", "hookrelay.webhooks", "hookrelay.outbox",

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"time"
-
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
@@ -14,6 +13,7 @@ import (
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/httpserver"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/reconcile"
 	"github.com/hookrelay/hookrelay/internal/retention"
@@ -79,8 +79,9 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 	return []service.Service{sched, worker}, nil
 }
 
-func newAPI(d *deps, m *metrics.Metrics) *api.Server {
+func newAPI(d *deps, m *metrics.Metrics) *httpserver.Server {
 	c := d.cfg
+	log := d.log.With("service", "api")
 	h := api.New(api.Config{
 		Token:        c.APIToken,
 		AllowPrivate: c.AllowPrivateNetworks,
@@ -88,8 +89,8 @@ func newAPI(d *deps, m *metrics.Metrics) *api.Server {
 		EventTypes:   c.EventTypes,
 		Stream:       c.Stream,
 		Send:         sendConfig(c),
-	}, d.pool, d.rdb, m, d.log.With("service", "api"))
-	return api.NewServer(c.APIAddr, h, d.log.With("service", "api"))
+	}, d.pool, d.rdb, m, log)
+	return httpserver.New("api", c.APIAddr, h, log)
 }
 
 // withMetrics adds a /metrics server on HOOKRELAY_METRICS_ADDR, when set, to
@@ -100,15 +101,14 @@ func withMetrics(d *deps, m *metrics.Metrics, services ...service.Service) []ser
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	return append(services, api.NewServer(d.cfg.MetricsAddr, mux, d.log.With("service", "metrics")))
+	return append(services, httpserver.New("metrics", d.cfg.MetricsAddr, mux, d.log.With("service", "metrics")))
 }
 
-// serve runs services until ctx ends (SIGTERM/SIGINT), then stops them in
-// reverse order within service.ShutdownTimeout.
+// serve runs services until ctx ends (SIGTERM/SIGINT) or one of them stops
+// on its own, then stops them in reverse order within
+// service.ShutdownTimeout.
 func serve(ctx context.Context, d *deps, services ...service.Service) error {
-	return service.Run(ctx, d.log, nil, func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), service.ShutdownTimeout)
-	}, services...)
+	return service.Run(ctx, d.log, service.ShutdownTimeout, services...)
 }
 
 func runRelay(ctx context.Context, _ []string) error {
@@ -150,19 +150,22 @@ func runAll(ctx context.Context, _ []string) error {
 		return err
 	}
 	defer d.close()
-	svcs, err := allServices(d, metrics.New())
+	m := metrics.New()
+	svcs, err := pipeline(d, m)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, d, svcs...)
+	return serve(ctx, d, append(svcs, newAPI(d, m))...)
 }
 
-// allServices is what `run` and `demo` start: relay, scheduler, worker, API.
-func allServices(d *deps, m *metrics.Metrics) ([]service.Service, error) {
+// pipeline is the relay and the delivery services in one process, as `run`
+// and `demo` start them (before the API): the relay is woken in-process by
+// the reconciler.
+func pipeline(d *deps, m *metrics.Metrics) ([]service.Service, error) {
 	r := newRelay(d, m)
 	delivery, err := newDelivery(d, m, r.Wake)
 	if err != nil {
 		return nil, err
 	}
-	return append(append([]service.Service{r}, delivery...), newAPI(d, m)), nil
+	return append([]service.Service{r}, delivery...), nil
 }

@@ -1,6 +1,7 @@
 // Package service gives hookrelay's background parts (relay, worker, River
-// maintenance, API server) one lifecycle, so a process is a list of services
-// started in order and stopped in reverse.
+// client, HTTP servers) one lifecycle, so a process is a list of services
+// started in order and stopped in reverse, and it ends when any of them stops
+// on its own.
 package service
 
 import (
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 )
 
@@ -16,7 +18,8 @@ import (
 // before SIGKILL (docker-compose.yml's stop_grace_period) must be longer.
 const ShutdownTimeout = 30 * time.Second
 
-// Service is a long-running part of a process.
+// Service is a long-running part of a process. Embedding Base provides
+// Started, Stopped and Err and the rules of Start and Stop.
 //
 // Start launches the service's goroutines and returns once it is running (or
 // failed to start). Stop asks it to stop taking work, finish or hand back what
@@ -25,12 +28,21 @@ type Service interface {
 	Name() string
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
+	// Stopped is closed once the service has stopped, asked to or not.
+	Stopped() <-chan struct{}
+	// Err says why a service stopped on its own.
+	Err() error
 }
 
-// Run starts services in order, waits until ctx is done or one of them reports
-// a fatal error on failed, then stops them in reverse order using stopCtx
-// (which bounds the shutdown).
-func Run(ctx context.Context, log *slog.Logger, failed <-chan error, stopCtx func() (context.Context, context.CancelFunc), services ...Service) error {
+// Run starts services in order and waits until ctx is done or one of them
+// stops on its own; then it stops those started, in reverse order, each
+// within stopTimeout in all. A service that stopped on its own makes Run
+// return an error naming it, so the process exits instead of running on
+// without it.
+func Run(ctx context.Context, log *slog.Logger, stopTimeout time.Duration, services ...Service) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var started []Service
 	var runErr error
 	for _, s := range services {
@@ -42,13 +54,9 @@ func Run(ctx context.Context, log *slog.Logger, failed <-chan error, stopCtx fun
 		started = append(started, s)
 	}
 	if runErr == nil {
-		select {
-		case <-ctx.Done():
-		case err := <-failed:
-			runErr = err
-		}
+		runErr = wait(ctx, started)
 	}
-	sctx, cancel := stopCtx()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
 	for i := len(started) - 1; i >= 0; i-- {
 		if err := started[i].Stop(sctx); err != nil {
@@ -57,4 +65,21 @@ func Run(ctx context.Context, log *slog.Logger, failed <-chan error, stopCtx fun
 		log.Info("stopped", "service", started[i].Name())
 	}
 	return runErr
+}
+
+// wait returns nil when ctx is done, or an error when a service stops first.
+func wait(ctx context.Context, services []Service) error {
+	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}}
+	for _, s := range services {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.Stopped())})
+	}
+	i, _, _ := reflect.Select(cases)
+	if i == 0 {
+		return nil
+	}
+	s := services[i-1]
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("%s stopped on its own: %w", s.Name(), err)
+	}
+	return fmt.Errorf("%s stopped on its own", s.Name())
 }

@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/jobs"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testdb"
@@ -27,14 +29,14 @@ import (
 )
 
 // harness is one test's world: a private database, private stream keys, a
-// running River scheduler and the metrics the worker reports to.
+// running River client and the metrics the worker reports to.
 type harness struct {
 	t       testing.TB
 	db      *testdb.DB
 	rdb     redis.UniversalClient
 	keys    testredis.Keys
 	m       *metrics.Metrics
-	sched   *deliver.Scheduler
+	jobs    *jobs.Client
 	project uuid.UUID
 }
 
@@ -48,23 +50,25 @@ func newHarnessWith(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys
 	t.Helper()
 	h := &harness{t: t, db: testdb.New(t), rdb: rdb, keys: keys, m: metrics.New(), project: uuid.New()}
 	t.Cleanup(func() { rdb.Del(context.Background(), deliver.DeadStream(keys.Stream)) })
-	sched, err := deliver.NewScheduler(h.db.Pool, rdb, deliver.SchedulerConfig{
-		Stream: keys.Stream, FetchPollInterval: 50 * time.Millisecond,
-	}, nil)
+	workers := river.NewWorkers()
+	if err := deliver.AddWorkers(workers, rdb, keys.Stream, h.m, nil); err != nil {
+		t.Fatal(err)
+	}
+	jc, err := jobs.New(h.db.Pool, jobs.Config{Workers: workers, FetchPollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sched.Start(t.Context()); err != nil {
+	if err := jc.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := sched.Stop(ctx); err != nil {
+		if err := jc.Stop(ctx); err != nil {
 			t.Log(err)
 		}
 	})
-	h.sched = sched
+	h.jobs = jc
 	return h
 }
 
@@ -88,7 +92,7 @@ func (h *harness) config() deliver.Config {
 // startWorker starts a worker that is stopped when the test ends.
 func (h *harness) startWorker(cfg deliver.Config) *deliver.Worker {
 	h.t.Helper()
-	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.sched.Client(), cfg, h.m, nil)
+	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.m, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ type Worker struct {
 }
 
 // NewWorker returns a Worker; Start runs it. jobs is the River client that
-// retry jobs are inserted with (Scheduler.Client).
+// retry jobs are inserted with (jobs.Client.River).
 func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client[pgx.Tx], cfg Config, m *metrics.Metrics, log *slog.Logger) (*Worker, error) {
 	if pool == nil || rdb == nil || jobs == nil || m == nil {
 		return nil, errors.New("deliver: NewWorker needs a pool, a Redis client, a River client and metrics")
@@ -248,13 +248,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 // that consumers of past processes do not pile up. It keeps the consumer when
 // entries are still pending on it (deleting it would drop them from the group).
 func (w *Worker) leaveGroup(ctx context.Context) {
-	pending, err := w.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: w.cfg.Stream, Group: w.cfg.Group, Start: "-", End: "+", Count: 1, Consumer: w.cfg.Consumer,
-	}).Result()
-	if err != nil || len(pending) > 0 {
-		return
-	}
-	if err := w.rdb.XGroupDelConsumer(ctx, w.cfg.Stream, w.cfg.Group, w.cfg.Consumer).Err(); err != nil {
+	if err := stream.LeaveGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group, w.cfg.Consumer); err != nil {
 		w.log.Debug("leave consumer group", "err", err)
 	}
 }

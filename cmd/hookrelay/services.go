@@ -14,9 +14,9 @@ import (
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/httpserver"
+	"github.com/hookrelay/hookrelay/internal/jobs"
+	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
-	"github.com/hookrelay/hookrelay/internal/reconcile"
-	"github.com/hookrelay/hookrelay/internal/retention"
 	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -41,23 +41,30 @@ func newRelay(d *deps, m *metrics.Metrics) *relay.Relay {
 	}, m, d.log.With("service", "relay"))
 }
 
-// newDelivery builds River's scheduler (retries, reconcile, retention) and
-// the stream worker that shares its client. wake nudges an in-process relay.
+// newDelivery assembles the River client (retry jobs and maintenance) and
+// the stream worker that inserts its retry jobs. wake nudges an in-process
+// relay.
 func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, error) {
 	c := d.cfg
-	rc := reconcile.Config{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter, Interval: c.ReconcileInterval, BatchSize: 1000,
-		ResetGrace: c.Timeout + time.Second}
-	ret := retention.Config{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries, Interval: c.RetentionInterval, BatchSize: 1000}
-	recWorker := reconcile.NewWorker(d.pool, d.rdb, rc, wake, m, d.log.With("service", "reconcile"))
-	retWorker := retention.NewWorker(d.pool, ret, m, d.log.With("service", "retention"))
-	sched, err := deliver.NewScheduler(d.pool, d.rdb, deliver.SchedulerConfig{Stream: c.Stream, Metrics: m}, d.log.With("service", "scheduler"),
-		deliver.WithJobs(func(w *river.Workers) error {
-			return errors.Join(reconcile.Register(w, recWorker), retention.Register(w, retWorker))
-		}, reconcile.PeriodicJob(rc), retention.PeriodicJob(ret)))
+	maint := maintenance.New(d.pool, d.rdb, maintenance.Config{
+		Reconcile: maintenance.ReconcileConfig{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter,
+			Interval: c.ReconcileInterval, ResetGrace: c.Timeout + time.Second},
+		Retention: maintenance.RetentionConfig{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries,
+			Interval: c.RetentionInterval},
+	}, wake, m, d.log.With("service", "maintenance"))
+	workers := river.NewWorkers()
+	if err := errors.Join(
+		deliver.AddWorkers(workers, d.rdb, c.Stream, m, d.log.With("service", "jobs")),
+		maint.AddWorkers(workers),
+	); err != nil {
+		return nil, err
+	}
+	jc, err := jobs.New(d.pool, jobs.Config{Workers: workers, PeriodicJobs: maint.PeriodicJobs(),
+		Logger: d.log.With("service", "jobs")})
 	if err != nil {
 		return nil, err
 	}
-	worker, err := deliver.NewWorker(d.pool, d.rdb, sched.Client(), deliver.Config{
+	worker, err := deliver.NewWorker(d.pool, d.rdb, jc.River(), deliver.Config{
 		Stream:        c.Stream,
 		Group:         c.Group,
 		Concurrency:   c.WorkerConcurrency,
@@ -67,7 +74,7 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 		Send:          sendConfig(c),
 		// A NOGROUP may be a Redis that lost data: reconcile now, not at
 		// the next periodic run.
-		OnGroupMissing: recWorker.Trigger,
+		OnGroupMissing: maint.Trigger,
 	}, m, d.log.With("service", "worker"))
 	if err != nil {
 		return nil, err
@@ -75,8 +82,8 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 	// A first run at once, not when River has elected a leader (seconds
 	// later): the reconciler's marker is the baseline against which a Redis
 	// loss is noticed, and a loss before any marker exists goes unseen.
-	recWorker.Trigger()
-	return []service.Service{sched, worker}, nil
+	maint.Trigger()
+	return []service.Service{jc, worker}, nil
 }
 
 func newAPI(d *deps, m *metrics.Metrics) *httpserver.Server {

@@ -10,9 +10,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/jobs"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
@@ -21,14 +23,14 @@ import (
 const publishChunk = 10_000
 
 // workerSide is a running delivery side, as `hookrelay worker` runs it:
-// River's scheduler and the stream worker sharing one pool.
+// hookrelay's River client and the stream worker sharing one pool.
 type workerSide struct {
 	pool   *pgxpool.Pool
-	sched  *deliver.Scheduler
+	jobs   *jobs.Client
 	worker *deliver.Worker
 }
 
-// startWorker starts a scheduler and a worker on stream key and group.
+// startWorker starts a River client and a worker on stream key and group.
 func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, error) {
 	s := e.cfg.Sizes
 	pool, err := e.newPool(ctx, s.PoolSize)
@@ -36,11 +38,16 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 		return nil, err
 	}
 	w := &workerSide{pool: pool}
-	if w.sched, err = deliver.NewScheduler(pool, e.rdb, deliver.SchedulerConfig{Stream: key}, e.log); err != nil {
+	workers := river.NewWorkers()
+	if err := deliver.AddWorkers(workers, e.rdb, key, nil, e.log); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	w.worker, err = deliver.NewWorker(pool, e.rdb, w.sched.Client(), deliver.Config{
+	if w.jobs, err = jobs.New(pool, jobs.Config{Workers: workers, Logger: e.log}); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	w.worker, err = deliver.NewWorker(pool, e.rdb, w.jobs.River(), deliver.Config{
 		Stream: key, Group: group, Concurrency: s.Concurrency,
 		// A failed attempt or a stuck entry comes back within seconds rather
 		// than the production minute, so that a hiccup shows as an outlier
@@ -52,7 +59,7 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 		pool.Close()
 		return nil, err
 	}
-	if err := w.sched.Start(ctx); err != nil {
+	if err := w.jobs.Start(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -63,7 +70,7 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 	return w, nil
 }
 
-// stop stops the worker, then the scheduler, then closes the pool.
+// stop stops the worker, then the River client, then closes the pool.
 func (w *workerSide) stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -71,7 +78,7 @@ func (w *workerSide) stop(ctx context.Context) error {
 	if w.worker != nil {
 		errs = append(errs, w.worker.Stop(ctx))
 	}
-	errs = append(errs, w.sched.Stop(ctx))
+	errs = append(errs, w.jobs.Stop(ctx))
 	w.pool.Close()
 	return errors.Join(errs...)
 }

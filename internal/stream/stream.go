@@ -1,7 +1,9 @@
 // Package stream is the one place that knows the shape of a hookrelay stream
 // entry: a delivery id, nothing more (no secrets, no payload). The relay, the
 // retry jobs, the reconciler and replays publish through it; workers parse
-// entries with it.
+// entries with it. It also owns the consumer group's housekeeping (create,
+// leave, remove consumers of gone processes) and the classification of the
+// Redis errors that stream commands answer (NOGROUP, BUSYGROUP, no such key).
 package stream
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -81,4 +84,46 @@ func IsNoSuchKey(err error) bool {
 func hasPrefix(err error, code string) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), code)
+}
+
+// LeaveGroup removes consumer from group, unless entries are still pending on
+// it (deleting the consumer would drop them from the group).
+func LeaveGroup(ctx context.Context, rdb redis.Cmdable, key, group, consumer string) error {
+	pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: key, Group: group, Start: "-", End: "+", Count: 1, Consumer: consumer,
+	}).Result()
+	if err != nil {
+		return fmt.Errorf("pending entries of consumer %s: %w", consumer, err)
+	}
+	if len(pending) > 0 {
+		return nil
+	}
+	if err := rdb.XGroupDelConsumer(ctx, key, group, consumer).Err(); err != nil {
+		return fmt.Errorf("remove consumer %s: %w", consumer, err)
+	}
+	return nil
+}
+
+// RemoveIdleConsumers deletes the consumers of group that have nothing
+// pending and have not read for idle: consumers of processes that are gone.
+// A missing stream or group has none. It returns how many it removed.
+func RemoveIdleConsumers(ctx context.Context, rdb redis.Cmdable, key, group string, idle time.Duration) (int, error) {
+	consumers, err := rdb.XInfoConsumers(ctx, key, group).Result()
+	if err != nil {
+		if IsNoGroup(err) || IsNoSuchKey(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("XINFO CONSUMERS %s %s: %w", key, group, err)
+	}
+	removed := 0
+	for _, c := range consumers {
+		if c.Pending > 0 || c.Idle < idle {
+			continue
+		}
+		if err := rdb.XGroupDelConsumer(ctx, key, group, c.Name).Err(); err != nil {
+			return removed, fmt.Errorf("remove consumer %s: %w", c.Name, err)
+		}
+		removed++
+	}
+	return removed, nil
 }

@@ -1,4 +1,4 @@
-package reconcile_test
+package maintenance_test
 
 import (
 	"context"
@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
-	"github.com/hookrelay/hookrelay/internal/reconcile"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testredis"
 	"github.com/hookrelay/hookrelay/internal/testwait"
@@ -70,14 +71,14 @@ func TestReconcile_RedisRestartRepublishesAllPendingAtOnceAndOnlyOnce(t *testing
 
 	srv.Restart()
 	res := e.run(t)
-	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 2 {
-		t.Fatalf("run after the restart: %+v, want reset %q of 2 deliveries", res, reconcile.ResetMarkerGone)
+	if res.RedisReset != maintenance.ResetMarkerGone || res.Reset != 2 {
+		t.Fatalf("run after the restart: %+v, want reset %q of 2 deliveries", res, maintenance.ResetMarkerGone)
 	}
 	wantIDs(t, e.published(t), fresh, dueRetry)
-	if got := value(e.m.Reconciled.WithLabelValues("redis_reset")); got != 2 {
+	if got := testutil.ToFloat64(e.m.Reconciled.WithLabelValues("redis_reset")); got != 2 {
 		t.Fatalf("reconciled{redis_reset} = %v, want 2", got)
 	}
-	if got := value(e.m.RedisLossDetected.WithLabelValues(reconcile.ResetMarkerGone)); got != 1 {
+	if got := testutil.ToFloat64(e.m.RedisLossDetected.WithLabelValues(maintenance.ResetMarkerGone)); got != 1 {
 		t.Fatalf("redis_loss_detected{marker_missing} = %v, want 1", got)
 	}
 	if g := e.groups(t); len(g) != 1 || g[e.keys.Group] != 2 {
@@ -101,12 +102,12 @@ func TestReconcile_LossSurvivesARestartOfTheReconciler(t *testing.T) {
 	srv.Restart()
 	e.delivery(t, "pending", time.Second, nil)
 	// A new worker (another process, or this one restarted) still knows the marker.
-	other := reconcile.NewWorker(e.pool, srv.Client(), e.config(), nil, metrics.New(), nil)
+	other := maintenance.NewReconciler(e.pool, srv.Client(), e.config(), nil, metrics.New(), nil)
 	res, err := other.Reconcile(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+	if res.RedisReset != maintenance.ResetMarkerGone || res.Reset != 1 {
 		t.Fatalf("%+v, want the loss detected by a new worker", res)
 	}
 }
@@ -149,8 +150,8 @@ func TestReconcile_DetectsLossWhateverRecreatedTheStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := e.run(t)
-			if res.RedisReset != reconcile.ResetMarkerGone {
-				t.Fatalf("%+v, want the loss detected (%q)", res, reconcile.ResetMarkerGone)
+			if res.RedisReset != maintenance.ResetMarkerGone {
+				t.Fatalf("%+v, want the loss detected (%q)", res, maintenance.ResetMarkerGone)
 			}
 			if !slices.Contains(e.published(t), queued) {
 				t.Fatalf("delivery %s, whose entry was lost, was not re-published", queued)
@@ -208,7 +209,7 @@ func TestReconcile_RefusedINFOStopsNeitherDetectionNorTheSweep(t *testing.T) {
 	}
 	pending := e.delivery(t, "pending", time.Second, nil)
 	res := e.run(t)
-	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 2 {
+	if res.RedisReset != maintenance.ResetMarkerGone || res.Reset != 2 {
 		t.Fatalf("%+v, want the FLUSHALL detected and 2 deliveries re-published", res)
 	}
 	wantIDs(t, e.published(t), stale, pending)
@@ -231,7 +232,7 @@ func TestReconcile_InterruptedResetIsCarriedOnByTheNextRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	noXADD := aclClient(t, srv, admin, "+@all -@dangerous -xadd")
-	failing := reconcile.NewWorker(e.pool, noXADD, e.config(), nil, metrics.New(), nil)
+	failing := maintenance.NewReconciler(e.pool, noXADD, e.config(), nil, metrics.New(), nil)
 	if res, err := failing.Reconcile(ctx); err == nil {
 		t.Fatalf("run with XADD refused: %+v, want an error", res)
 	}
@@ -302,7 +303,7 @@ func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
 	e := sharedEnv(t)
 	cfg := e.config()
 	cfg.ConsumerIdle = 200 * time.Millisecond
-	w := reconcile.NewWorker(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
 	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{uuid.New(), uuid.New()}); err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +378,7 @@ func TestReconcile_RestoredOlderMarkerIsALoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := e.run(t)
-	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+	if res.RedisReset != maintenance.ResetMarkerGone || res.Reset != 1 {
 		t.Fatalf("%+v, want the older snapshot detected as a loss", res)
 	}
 	wantIDs(t, e.published(t), pending)
@@ -485,7 +486,7 @@ func TestReconcile_LossRightAfterTheCheckIsFoundByTheNextRun(t *testing.T) {
 		t.Fatalf("%+v: the run that checked before the flush cannot have seen it", res)
 	}
 	res := e.run(t)
-	if res.RedisReset != reconcile.ResetMarkerGone || res.Reset != 1 {
+	if res.RedisReset != maintenance.ResetMarkerGone || res.Reset != 1 {
 		t.Fatalf("%+v, want the flush found by the next run", res)
 	}
 	wantIDs(t, e.published(t), pending)
@@ -502,7 +503,7 @@ func TestReconcile_ResetWaitsForTheAttemptsInFlight(t *testing.T) {
 	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
 	cfg := e.config()
 	cfg.ResetGrace = 300 * time.Millisecond
-	w := reconcile.NewWorker(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
 	if _, err := w.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package reconcile
+package maintenance
 
 import (
 	"bufio"
@@ -47,7 +47,7 @@ const markerPrefix = "hookrelay-marker-"
 //
 // now is the database's clock: deliveries last published before it are
 // re-published when a loss is found.
-func (w *Worker) detectLoss(ctx context.Context, now time.Time) (string, error) {
+func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, error) {
 	stored, err := w.loadState(ctx, keyMarker)
 	if err != nil {
 		return "", err
@@ -142,7 +142,7 @@ func newToken() string {
 // checkRunID reads the server's run id and reports whether it differs from
 // the one remembered in Postgres; it returns "" when there is nothing new
 // to remember. The first run id ever seen is only remembered.
-func (w *Worker) checkRunID(ctx context.Context) (id string, changed bool, err error) {
+func (w *Reconciler) checkRunID(ctx context.Context) (id string, changed bool, err error) {
 	info, err := w.serverInfo(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("redis INFO server (best effort; loss detection goes on through the marker): %w", err)
@@ -158,7 +158,7 @@ func (w *Worker) checkRunID(ctx context.Context) (id string, changed bool, err e
 // serverInfo reads INFO server from the server that holds the stream: in a
 // Redis Cluster, the master of the stream's slot, whose run id is the one
 // that matters (another node's would differ on every call).
-func (w *Worker) serverInfo(ctx context.Context) (string, error) {
+func (w *Reconciler) serverInfo(ctx context.Context) (string, error) {
 	if c, ok := w.rdb.(*redis.ClusterClient); ok {
 		master, err := c.MasterForKey(ctx, w.cfg.Stream)
 		if err != nil {
@@ -172,7 +172,7 @@ func (w *Worker) serverInfo(ctx context.Context) (string, error) {
 // oldestEntry is the time of the oldest entry in the stream (from its id),
 // and false when the stream is empty or missing. Entries are deleted once
 // acknowledged, so every entry left is unread or being processed.
-func (w *Worker) oldestEntry(ctx context.Context) (time.Time, bool, error) {
+func (w *Reconciler) oldestEntry(ctx context.Context) (time.Time, bool, error) {
 	msgs, err := w.rdb.XRangeN(ctx, w.cfg.Stream, "-", "+", 1).Result()
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("XRANGE %s: %w", w.cfg.Stream, err)
@@ -191,7 +191,7 @@ func (w *Worker) oldestEntry(ctx context.Context) (time.Time, bool, error) {
 // streamDeliveries reads the delivery id of every entry in the stream, a
 // page at a time (after a loss, the stream holds only what was published
 // since Redis came back).
-func (w *Worker) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, error) {
+func (w *Reconciler) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, error) {
 	ids := map[uuid.UUID]bool{}
 	start := "-"
 	for {
@@ -213,7 +213,7 @@ func (w *Worker) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, erro
 
 // streamGauges reads and reports the stream's length and the number of
 // entries read but not acknowledged by the group.
-func (w *Worker) streamGauges(ctx context.Context) (length, pending int64, err error) {
+func (w *Reconciler) streamGauges(ctx context.Context) (length, pending int64, err error) {
 	length, err = w.rdb.XLen(ctx, w.cfg.Stream).Result()
 	if err != nil {
 		return 0, 0, fmt.Errorf("XLEN %s: %w", w.cfg.Stream, err)
@@ -238,32 +238,16 @@ func (w *Worker) streamGauges(ctx context.Context) (length, pending int64, err e
 // pending and have been idle for ConsumerIdle: consumers of killed or
 // crashed processes, which never left the group. (A consumer with entries
 // pending keeps them until the claim loops have taken them over.)
-func (w *Worker) removeGoneConsumers(ctx context.Context) (int, error) {
-	consumers, err := w.rdb.XInfoConsumers(ctx, w.cfg.Stream, w.cfg.Group).Result()
-	if err != nil {
-		if stream.IsNoGroup(err) || stream.IsNoSuchKey(err) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("XINFO CONSUMERS %s %s: %w", w.cfg.Stream, w.cfg.Group, err)
-	}
-	removed := 0
-	for _, c := range consumers {
-		if c.Pending > 0 || c.Idle < w.cfg.ConsumerIdle {
-			continue
-		}
-		if err := w.rdb.XGroupDelConsumer(ctx, w.cfg.Stream, w.cfg.Group, c.Name).Err(); err != nil {
-			return removed, fmt.Errorf("remove consumer %s: %w", c.Name, err)
-		}
-		removed++
-	}
+func (w *Reconciler) removeGoneConsumers(ctx context.Context) (int, error) {
+	removed, err := stream.RemoveIdleConsumers(ctx, w.rdb, w.cfg.Stream, w.cfg.Group, w.cfg.ConsumerIdle)
 	if removed > 0 {
 		w.log.Info("removed consumers of processes that are gone", "consumers", removed, "idle_over", w.cfg.ConsumerIdle)
 	}
-	return removed, nil
+	return removed, err
 }
 
 // loadState reads a value the reconciler keeps in Postgres ("" if none).
-func (w *Worker) loadState(ctx context.Context, key string) (string, error) {
+func (w *Reconciler) loadState(ctx context.Context, key string) (string, error) {
 	var v string
 	err := w.pool.QueryRow(ctx, sqlLoadState, key).Scan(&v)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -273,7 +257,7 @@ func (w *Worker) loadState(ctx context.Context, key string) (string, error) {
 }
 
 // storeState remembers a value in Postgres.
-func (w *Worker) storeState(ctx context.Context, key, value string) error {
+func (w *Reconciler) storeState(ctx context.Context, key, value string) error {
 	if _, err := w.pool.Exec(ctx, sqlStoreState, key, value); err != nil {
 		return fmt.Errorf("remember %s: %w", key, err)
 	}

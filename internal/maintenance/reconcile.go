@@ -1,4 +1,4 @@
-// Package reconcile is the reconciler: a River periodic job (run by the River
+// The reconciler: a River periodic job (run by the River
 // leader only, and at once when a worker asks through Trigger) that makes
 // Postgres, the source of truth, win over Redis, the fast path that may lose
 // data.
@@ -16,9 +16,9 @@
 //     due. Detection is best effort (INFO may be refused): nothing else in
 //     the run depends on it;
 //   - puts back on the stream every pending delivery that has shown no
-//     progress for longer than Config.After, has no future retry scheduled,
+//     progress for longer than ReconcileConfig.After, has no future retry scheduled,
 //     and cannot still be queued in the stream (reason "stale");
-//   - reports outbox rows still unpublished after Config.After and wakes the
+//   - reports outbox rows still unpublished after ReconcileConfig.After and wakes the
 //     relays (it never fans out itself: that is the relay's job);
 //   - updates the stream length and pending-entries gauges.
 //
@@ -27,7 +27,8 @@
 // and skip it when it is no longer pending. The cost of a needless re-publish
 // is at most one duplicate HTTP attempt, which receivers deduplicate on the
 // delivery id.
-package reconcile
+
+package maintenance
 
 import (
 	"context"
@@ -46,17 +47,16 @@ import (
 	"github.com/hookrelay/hookrelay/internal/outage"
 )
 
-// Defaults applied to zero fields of Config.
+// Defaults applied to zero fields of ReconcileConfig.
 const (
-	DefaultAfter        = 5 * time.Minute
-	DefaultInterval     = 30 * time.Second
-	DefaultBatchSize    = 1000
-	DefaultConsumerIdle = time.Hour
-	DefaultResetGrace   = 11 * time.Second // the default HTTP timeout, 10 s, and a second
+	DefaultReconcileAfter    = 5 * time.Minute
+	DefaultReconcileInterval = 30 * time.Second
+	DefaultConsumerIdle      = time.Hour
+	DefaultResetGrace        = 11 * time.Second // the default HTTP timeout, 10 s, and a second
 )
 
-// Config says what the reconciler looks at and how often.
-type Config struct {
+// ReconcileConfig says what the reconciler looks at and how often.
+type ReconcileConfig struct {
 	Stream string // stream key (HOOKRELAY_STREAM)
 	Group  string // consumer group (HOOKRELAY_GROUP)
 	// After (HOOKRELAY_RECONCILE_AFTER): a pending delivery whose updated_at
@@ -81,9 +81,9 @@ type Config struct {
 	ResetGrace time.Duration
 }
 
-func (c Config) withDefaults() Config {
-	c.After = positive(c.After, DefaultAfter)
-	c.Interval = positive(c.Interval, DefaultInterval)
+func (c ReconcileConfig) withDefaults() ReconcileConfig {
+	c.After = positive(c.After, DefaultReconcileAfter)
+	c.Interval = positive(c.Interval, DefaultReconcileInterval)
 	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
 	c.ConsumerIdle = positive(c.ConsumerIdle, DefaultConsumerIdle)
 	if c.ResetGrace == 0 {
@@ -92,29 +92,21 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func positive[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
+// ReconcileKind is the River job kind of a reconciler run.
+const ReconcileKind = "hookrelay.reconcile"
 
-// Kind is the River job kind of a reconciler run.
-const Kind = "hookrelay.reconcile"
-
-// Args are the (empty) arguments of a reconciler run.
-type Args struct{}
+// ReconcileArgs are the (empty) arguments of a reconciler run.
+//
+// A failed run is final: the next periodic run is the retry. Runs that
+// overlap anyway (a slow run, a manual one) are harmless: only one at a time
+// proceeds, the others return Skipped.
+type ReconcileArgs struct{ oneShot }
 
 // Kind implements river.JobArgs.
-func (Args) Kind() string { return Kind }
+func (ReconcileArgs) Kind() string { return ReconcileKind }
 
-// InsertOpts make a failed run final: the next periodic run is the retry.
-// Runs that overlap anyway (a slow run, a manual one) are harmless: only one
-// at a time proceeds, the others return Skipped.
-func (Args) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
-
-// Result says what one run did.
-type Result struct {
+// ReconcileResult says what one run did.
+type ReconcileResult struct {
 	Stale          int    // deliveries re-published because they showed no progress
 	RedisReset     string // why Redis is considered to have lost data ("" if it is not)
 	Reset          int    // deliveries re-published because Redis lost data
@@ -127,13 +119,13 @@ type Result struct {
 	Skipped          bool // another reconciler was running; this run did nothing
 }
 
-// Worker runs the reconciler; it is a river.Worker[Args].
-type Worker struct {
-	river.WorkerDefaults[Args]
+// Reconciler runs the reconciler; it is a river.Worker[ReconcileArgs].
+type Reconciler struct {
+	river.WorkerDefaults[ReconcileArgs]
 
 	pool *pgxpool.Pool
 	rdb  redis.UniversalClient
-	cfg  Config
+	cfg  ReconcileConfig
 	wake func()
 	m    *metrics.Metrics
 	log  *slog.Logger
@@ -150,35 +142,15 @@ type Worker struct {
 	afterCheck func()
 }
 
-// NewWorker returns the reconciler. wake nudges a relay running in this
+// NewReconciler returns the reconciler. wake nudges a relay running in this
 // process, if any (it may be nil); relays in other processes are woken through
 // Postgres (NOTIFY hookrelay_outbox). Zero fields of cfg take the defaults.
-func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, wake func(), m *metrics.Metrics, log *slog.Logger) *Worker {
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("component", "reconcile")
-	return &Worker{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log,
+func NewReconciler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg ReconcileConfig, wake func(), m *metrics.Metrics, log *slog.Logger) *Reconciler {
+	log = logger(log, "reconcile")
+	return &Reconciler{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log,
 		infoTrack:   outage.New("redis: INFO server for the run id", log, nil),
 		detectTrack: outage.New("redis: detect data loss", log, nil),
 		runTrack:    outage.New("reconcile run", log, nil)}
-}
-
-// Register adds the reconciler to a River client's workers.
-func Register(w *river.Workers, worker *Worker) error {
-	if err := river.AddWorkerSafely(w, worker); err != nil {
-		return fmt.Errorf("register reconcile worker: %w", err)
-	}
-	return nil
-}
-
-// PeriodicJob schedules a reconciler run every cfg.Interval (and one as soon
-// as a River leader is elected).
-func PeriodicJob(cfg Config) *river.PeriodicJob {
-	cfg = cfg.withDefaults()
-	return river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
-		func() (river.JobArgs, *river.InsertOpts) { return Args{}, nil },
-		&river.PeriodicJobOpts{ID: Kind, RunOnStart: true})
 }
 
 // runTimeout bounds one run. It stays under the River client's stuck-job
@@ -186,20 +158,20 @@ func PeriodicJob(cfg Config) *river.PeriodicJob {
 const runTimeout = 90 * time.Second
 
 // Timeout bounds one run (River calls it).
-func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return runTimeout }
+func (w *Reconciler) Timeout(*river.Job[ReconcileArgs]) time.Duration { return runTimeout }
 
 // Work runs the reconciler once (River calls it). A run that fails because
 // Postgres or Redis is unavailable is not a job error: the next periodic run
 // is its retry, and the outage is logged once, when it starts, rather than
 // by River at every run.
-func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
+func (w *Reconciler) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
 	if res, err := w.Reconcile(ctx); err == nil {
 		w.report(res)
 	}
 	return nil // a failure is tracked by Reconcile
 }
 
-func (w *Worker) report(res Result) {
+func (w *Reconciler) report(res ReconcileResult) {
 	if res.Stale > 0 || res.Reset > 0 || res.RedisReset != "" {
 		w.log.Info("reconciled deliveries", "stale", res.Stale, "redis_reset", res.RedisReset,
 			"reset", res.Reset, "stream_length", res.StreamLength, "stream_pending", res.StreamPending)
@@ -211,7 +183,7 @@ func (w *Worker) report(res Result) {
 // made while a triggered run is under way are merged into one more run after
 // it; a run skipped because another process holds the reconciler's lock is
 // tried again shortly, so the request is not lost behind the periodic run.
-func (w *Worker) Trigger() {
+func (w *Reconciler) Trigger() {
 	w.trig.Lock()
 	defer w.trig.Unlock()
 	if w.trigRunning {
@@ -226,7 +198,7 @@ func (w *Worker) Trigger() {
 // process's run holds the lock (that run may have begun before the loss).
 const triggerRetryWait = 250 * time.Millisecond
 
-func (w *Worker) triggered() {
+func (w *Reconciler) triggered() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 		for ctx.Err() == nil {
@@ -259,7 +231,7 @@ func (w *Worker) triggered() {
 // Loss detection is best effort and never stops the run: whatever it fails
 // on (INFO refused, say), the reset in progress and the stale sweep still
 // run.
-func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
+func (w *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	res, err := w.reconcile(ctx)
 	if err != nil {
 		w.runTrack.Fail(err) // logged once per outage
@@ -269,8 +241,8 @@ func (w *Worker) Reconcile(ctx context.Context) (Result, error) {
 	return res, err
 }
 
-func (w *Worker) reconcile(ctx context.Context) (Result, error) {
-	var res Result
+func (w *Reconciler) reconcile(ctx context.Context) (ReconcileResult, error) {
+	var res ReconcileResult
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return res, fmt.Errorf("reconcile: acquire connection: %w", err)
@@ -341,7 +313,7 @@ func (w *Worker) reconcile(ctx context.Context) (Result, error) {
 // stream, so a run that fails or times out half-way is continued by the next
 // one, without re-publishing what it already did (each batch bumps
 // updated_at past the loss time).
-func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
+func (w *Reconciler) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 	v, err := w.loadState(ctx, keyResetBefore)
 	if err != nil || v == "" {
 		return 0, err
@@ -394,7 +366,7 @@ func (w *Worker) carryOnReset(ctx context.Context, now time.Time) (int, error) {
 // outage, the whole backlog — and is left alone: re-publishing it would
 // double the backlog at every run. Lost entries of a Redis that lost data
 // are the loss detection's to re-publish, not the sweep's.
-func (w *Worker) sweepStale(ctx context.Context, now time.Time) (int, error) {
+func (w *Reconciler) sweepStale(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-w.cfg.After)
 	back, err := w.loadState(ctx, keyBackAt)
 	if err != nil {
@@ -429,7 +401,7 @@ func minTime(a, b time.Time) time.Time {
 
 // checkOutbox counts outbox rows unpublished since before cutoff and, if
 // there are any, wakes the relays.
-func (w *Worker) checkOutbox(ctx context.Context, cutoff time.Time) (int, error) {
+func (w *Reconciler) checkOutbox(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int
 	var oldest *time.Time
 	if err := w.pool.QueryRow(ctx, sqlUnpublishedOld, cutoff).Scan(&n, &oldest); err != nil {
@@ -459,7 +431,7 @@ func (w *Worker) checkOutbox(ctx context.Context, cutoff time.Time) (int, error)
 // at most once per run and then not again until it has been idle for After
 // once more; the bump commits only if Redis took the batch. It returns how
 // many it published.
-func (w *Worker) republish(ctx context.Context, updatedBefore, retryBefore time.Time, reason string, queued map[uuid.UUID]bool) (int, error) {
+func (w *Reconciler) republish(ctx context.Context, updatedBefore, retryBefore time.Time, reason string, queued map[uuid.UUID]bool) (int, error) {
 	total := 0
 	for {
 		claimed, n, err := w.republishBatch(ctx, updatedBefore, retryBefore, queued)

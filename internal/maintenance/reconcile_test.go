@@ -1,4 +1,4 @@
-package reconcile_test
+package maintenance_test
 
 import (
 	"context"
@@ -9,14 +9,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
-	"github.com/hookrelay/hookrelay/internal/reconcile"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 	"github.com/hookrelay/hookrelay/internal/testredis"
@@ -31,21 +30,21 @@ type env struct {
 	keys  testredis.Keys
 	m     *metrics.Metrics
 	wakes atomic.Int32
-	w     *reconcile.Worker
+	w     *maintenance.Reconciler
 }
 
 func newEnv(t *testing.T, rdb redis.UniversalClient, keys testredis.Keys) *env {
 	t.Helper()
 	e := &env{pool: testdb.New(t).Pool, rdb: rdb, keys: keys, m: metrics.New()}
-	e.w = reconcile.NewWorker(e.pool, rdb, e.config(), func() { e.wakes.Add(1) }, e.m, nil)
+	e.w = maintenance.NewReconciler(e.pool, rdb, e.config(), func() { e.wakes.Add(1) }, e.m, nil)
 	if err := rdb.XGroupCreateMkStream(context.Background(), keys.Stream, keys.Group, "$").Err(); err != nil {
 		t.Fatalf("create group: %v", err)
 	}
 	return e
 }
 
-func (e *env) config() reconcile.Config {
-	return reconcile.Config{Stream: e.keys.Stream, Group: e.keys.Group, After: after, Interval: time.Hour, BatchSize: 2,
+func (e *env) config() maintenance.ReconcileConfig {
+	return maintenance.ReconcileConfig{Stream: e.keys.Stream, Group: e.keys.Group, After: after, Interval: time.Hour, BatchSize: 2,
 		ResetGrace: -1} // at once: these tests have no attempts in flight
 }
 
@@ -73,7 +72,7 @@ RETURNING id`, status, next, idle).Scan(&id)
 
 func in(d time.Duration) *time.Duration { return &d }
 
-func (e *env) run(t *testing.T) reconcile.Result {
+func (e *env) run(t *testing.T) maintenance.ReconcileResult {
 	t.Helper()
 	res, err := e.w.Reconcile(context.Background())
 	if err != nil {
@@ -130,11 +129,11 @@ func TestReconcile_RepublishesOnlyStalePendingDeliveriesWithoutFutureRetry(t *te
 		t.Fatalf("first run: %+v, want 3 stale and no reset", res)
 	}
 	wantIDs(t, e.published(t), stale, staleRetry, stale3)
-	if got := value(e.m.Reconciled.WithLabelValues("stale")); got != 3 {
+	if got := testutil.ToFloat64(e.m.Reconciled.WithLabelValues("stale")); got != 3 {
 		t.Fatalf("reconciled{stale} = %v, want 3", got)
 	}
-	if res.StreamLength != 3 || value(e.m.StreamLength) != 3 {
-		t.Fatalf("stream length %d (gauge %v), want 3", res.StreamLength, value(e.m.StreamLength))
+	if res.StreamLength != 3 || testutil.ToFloat64(e.m.StreamLength) != 3 {
+		t.Fatalf("stream length %d (gauge %v), want 3", res.StreamLength, testutil.ToFloat64(e.m.StreamLength))
 	}
 
 	// The bump of updated_at keeps the next run from publishing them again.
@@ -159,9 +158,9 @@ func TestReconcile_ReportsUnacknowledgedEntriesAsStreamPending(t *testing.T) {
 		t.Fatalf("XREADGROUP: %v", err)
 	}
 	res := e.run(t)
-	if res.StreamLength != 2 || res.StreamPending != 1 || value(e.m.StreamPending) != 1 {
+	if res.StreamLength != 2 || res.StreamPending != 1 || testutil.ToFloat64(e.m.StreamPending) != 1 {
 		t.Fatalf("length %d pending %d (gauge %v), want 2 and 1",
-			res.StreamLength, res.StreamPending, value(e.m.StreamPending))
+			res.StreamLength, res.StreamPending, testutil.ToFloat64(e.m.StreamPending))
 	}
 }
 
@@ -182,9 +181,9 @@ INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, publishe
 	drain(ctx, conn)
 
 	res := e.run(t)
-	if res.UnpublishedOld != 1 || value(e.m.UnpublishedOld) != 1 || e.wakes.Load() != 1 {
+	if res.UnpublishedOld != 1 || testutil.ToFloat64(e.m.UnpublishedOld) != 1 || e.wakes.Load() != 1 {
 		t.Fatalf("unpublished %d, gauge %v, wakes %d; want 1, 1, 1",
-			res.UnpublishedOld, value(e.m.UnpublishedOld), e.wakes.Load())
+			res.UnpublishedOld, testutil.ToFloat64(e.m.UnpublishedOld), e.wakes.Load())
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -195,7 +194,7 @@ INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, publishe
 	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.outbox SET published_at = now()`); err != nil {
 		t.Fatal(err)
 	}
-	if res := e.run(t); res.UnpublishedOld != 0 || value(e.m.UnpublishedOld) != 0 || e.wakes.Load() != 1 {
+	if res := e.run(t); res.UnpublishedOld != 0 || testutil.ToFloat64(e.m.UnpublishedOld) != 0 || e.wakes.Load() != 1 {
 		t.Fatalf("after publishing: %+v, wakes %d; want 0 and no new wake", res, e.wakes.Load())
 	}
 }
@@ -251,21 +250,9 @@ func TestWork_RunsTheReconciler(t *testing.T) {
 	t.Parallel()
 	e := sharedEnv(t)
 	id := e.delivery(t, "pending", time.Hour, nil)
-	job := &river.Job[reconcile.Args]{JobRow: &rivertype.JobRow{Kind: reconcile.Kind}}
+	job := &river.Job[maintenance.ReconcileArgs]{JobRow: &rivertype.JobRow{Kind: maintenance.ReconcileKind}}
 	if err := e.w.Work(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
 	wantIDs(t, e.published(t), id)
-}
-
-// value reads a counter or gauge.
-func value(m prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		panic(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
 }

@@ -1,5 +1,5 @@
-package reconcile
+package maintenance
 
 // AfterMarkerCheck sets a function run right after each run has checked
 // the marker (tests only).
-func (w *Worker) AfterMarkerCheck(f func()) { w.afterCheck = f }
+func (w *Reconciler) AfterMarkerCheck(f func()) { w.afterCheck = f }

@@ -1,4 +1,4 @@
-package reconcile
+package maintenance
 
 import (
 	"context"
@@ -71,7 +71,7 @@ RETURNING d.id`
 // rolls back and the deliveries stay candidates. A commit that fails after
 // the publish only causes a harmless second entry on the next run. It
 // returns how many deliveries it claimed and how many it published.
-func (w *Worker) republishBatch(ctx context.Context, updatedBefore, retryBefore time.Time, queued map[uuid.UUID]bool) (claimed, published int, err error) {
+func (w *Reconciler) republishBatch(ctx context.Context, updatedBefore, retryBefore time.Time, queued map[uuid.UUID]bool) (claimed, published int, err error) {
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("begin: %w", err)

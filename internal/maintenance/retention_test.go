@@ -1,4 +1,4 @@
-package retention_test
+package maintenance_test
 
 import (
 	"context"
@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
-	"github.com/hookrelay/hookrelay/internal/retention"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 )
 
@@ -52,8 +51,8 @@ WHERE d.event_type = 'old' OR n = 1;`)
 	}
 }
 
-func newWorker(pool *pgxpool.Pool, m *metrics.Metrics, budget time.Duration) *retention.Worker {
-	return retention.NewWorker(pool, retention.Config{
+func newWorker(pool *pgxpool.Pool, m *metrics.Metrics, budget time.Duration) *maintenance.Retention {
+	return maintenance.NewRetention(pool, maintenance.RetentionConfig{
 		OutboxAge: 7 * day, DeliveriesAge: 30 * day, Interval: time.Hour, BatchSize: 2, Budget: budget,
 	}, m, nil)
 }
@@ -111,7 +110,7 @@ func TestPrune_DeletesOnlyOldPublishedOutboxAndOldFinishedDeliveriesWithAttempts
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res != (retention.Result{Outbox: 5, Deliveries: 5, Attempts: 10}) {
+	if res != (maintenance.RetentionResult{Outbox: 5, Deliveries: 5, Attempts: 10}) {
 		t.Fatalf("pruned %+v, want 5 outbox rows, 5 deliveries, 10 attempts", res)
 	}
 	wantLeft(t, pool, outboxLeft, map[string]int{"recent": 1, "unpublished": 1})
@@ -119,12 +118,12 @@ func TestPrune_DeletesOnlyOldPublishedOutboxAndOldFinishedDeliveriesWithAttempts
 	wantLeft(t, pool, attemptsLeft, map[string]int{"recent": 1, "pending": 1})
 	wantLeft(t, pool, orphanAttempts, map[string]int{})
 	for table, want := range map[string]float64{"outbox": 5, "deliveries": 5, "delivery_attempts": 10} {
-		if got := value(m.Pruned.WithLabelValues(table)); got != want {
+		if got := testutil.ToFloat64(m.Pruned.WithLabelValues(table)); got != want {
 			t.Fatalf("pruned{table=%s} = %v, want %v", table, got, want)
 		}
 	}
 
-	if res, err := newWorker(pool, m, time.Minute).Prune(context.Background()); err != nil || res != (retention.Result{}) {
+	if res, err := newWorker(pool, m, time.Minute).Prune(context.Background()); err != nil || res != (maintenance.RetentionResult{}) {
 		t.Fatalf("second run pruned %+v (%v), want nothing", res, err)
 	}
 }
@@ -139,13 +138,13 @@ func TestPrune_DeletesInBatchesAndStopsWhenTheBudgetIsSpent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res != (retention.Result{Outbox: 2, Incomplete: true}) {
+	if res != (maintenance.RetentionResult{Outbox: 2, Incomplete: true}) {
 		t.Fatalf("pruned %+v, want one batch of 2 outbox rows and incomplete", res)
 	}
 	wantLeft(t, pool, outboxLeft, map[string]int{"old": 3, "recent": 1, "unpublished": 1})
 
 	// Later runs carry on where it stopped.
-	total := retention.Result{Outbox: 2}
+	total := maintenance.RetentionResult{Outbox: 2}
 	for range 10 {
 		res, err := w.Prune(context.Background())
 		if err != nil {
@@ -158,7 +157,7 @@ func TestPrune_DeletesInBatchesAndStopsWhenTheBudgetIsSpent(t *testing.T) {
 			break
 		}
 	}
-	if total != (retention.Result{Outbox: 5, Deliveries: 5, Attempts: 10}) {
+	if total != (maintenance.RetentionResult{Outbox: 5, Deliveries: 5, Attempts: 10}) {
 		t.Fatalf("pruned %+v in total, want 5, 5, 10", total)
 	}
 	wantLeft(t, pool, deliveriesLeft, map[string]int{"recent": 1, "pending": 1})
@@ -168,18 +167,9 @@ func TestWork_RunsRetention(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t).Pool
 	fixtures(t, pool)
-	job := &river.Job[retention.Args]{JobRow: &rivertype.JobRow{Kind: retention.Kind}}
+	job := &river.Job[maintenance.RetentionArgs]{JobRow: &rivertype.JobRow{Kind: maintenance.RetentionKind}}
 	if err := newWorker(pool, metrics.New(), time.Minute).Work(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
 	wantLeft(t, pool, outboxLeft, map[string]int{"recent": 1, "unpublished": 1})
-}
-
-// value reads a counter.
-func value(c prometheus.Counter) float64 {
-	var d dto.Metric
-	if err := c.Write(&d); err != nil {
-		panic(err)
-	}
-	return d.GetCounter().GetValue()
 }

@@ -1,14 +1,15 @@
-// Package retention prunes old rows: a River periodic job (run by the River
-// leader only) that deletes published outbox rows older than Config.OutboxAge
+// Retention prunes old rows: a River periodic job (run by the River
+// leader only) that deletes published outbox rows older than RetentionConfig.OutboxAge
 // and finished deliveries (delivered, failed or skipped) last updated more
-// than Config.DeliveriesAge ago, with their attempts (ON DELETE CASCADE).
+// than RetentionConfig.DeliveriesAge ago, with their attempts (ON DELETE CASCADE).
 //
 // It deletes in small batches, each its own short statement that skips rows
 // other transactions hold locked, so writers are never blocked for long; it
 // stops when nothing old is left or its time budget is spent, and the next
 // run carries on. It never deletes an unpublished outbox row or a pending
 // delivery.
-package retention
+
+package maintenance
 
 import (
 	"context"
@@ -22,17 +23,16 @@ import (
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
 
-// Defaults applied to zero fields of Config.
+// Defaults applied to zero fields of RetentionConfig.
 const (
-	DefaultOutboxAge     = 168 * time.Hour // 7 days
-	DefaultDeliveriesAge = 720 * time.Hour // 30 days
-	DefaultInterval      = 10 * time.Minute
-	DefaultBatchSize     = 1000
-	DefaultBudget        = time.Minute
+	DefaultOutboxAge         = 168 * time.Hour // 7 days
+	DefaultDeliveriesAge     = 720 * time.Hour // 30 days
+	DefaultRetentionInterval = 10 * time.Minute
+	DefaultBudget            = time.Minute
 )
 
-// Config says what is old and how much work one run may do.
-type Config struct {
+// RetentionConfig says what is old and how much work one run may do.
+type RetentionConfig struct {
 	OutboxAge     time.Duration // HOOKRELAY_RETAIN_OUTBOX: published outbox rows older than this go
 	DeliveriesAge time.Duration // HOOKRELAY_RETAIN_DELIVERIES: finished deliveries idle longer than this go
 	Interval      time.Duration // HOOKRELAY_RETENTION_INTERVAL between runs
@@ -40,85 +40,59 @@ type Config struct {
 	Budget        time.Duration // how long one run may keep deleting
 }
 
-func (c Config) withDefaults() Config {
+func (c RetentionConfig) withDefaults() RetentionConfig {
 	c.OutboxAge = positive(c.OutboxAge, DefaultOutboxAge)
 	c.DeliveriesAge = positive(c.DeliveriesAge, DefaultDeliveriesAge)
-	c.Interval = positive(c.Interval, DefaultInterval)
+	c.Interval = positive(c.Interval, DefaultRetentionInterval)
 	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
 	c.Budget = positive(c.Budget, DefaultBudget)
 	return c
 }
 
-func positive[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
+// RetentionKind is the River job kind of a retention run.
+const RetentionKind = "hookrelay.retention"
 
-// Kind is the River job kind of a retention run.
-const Kind = "hookrelay.retention"
-
-// Args are the (empty) arguments of a retention run.
-type Args struct{}
+// RetentionArgs are the (empty) arguments of a retention run.
+//
+// A failed run is final: the next periodic run is the retry. Overlapping
+// runs are harmless: each deletes rows the other has not locked.
+type RetentionArgs struct{ oneShot }
 
 // Kind implements river.JobArgs.
-func (Args) Kind() string { return Kind }
+func (RetentionArgs) Kind() string { return RetentionKind }
 
-// InsertOpts make a failed run final: the next periodic run is the retry.
-// Overlapping runs are harmless: each deletes rows the other has not locked.
-func (Args) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
-
-// Result counts the rows one run deleted.
-type Result struct {
+// RetentionResult counts the rows one run deleted.
+type RetentionResult struct {
 	Outbox     int
 	Deliveries int
 	Attempts   int  // attempts deleted with their deliveries
 	Incomplete bool // the budget ran out before everything old was deleted
 }
 
-// Worker runs retention; it is a river.Worker[Args].
-type Worker struct {
-	river.WorkerDefaults[Args]
+// Retention runs retention; it is a river.Worker[RetentionArgs].
+type Retention struct {
+	river.WorkerDefaults[RetentionArgs]
 
 	pool *pgxpool.Pool
-	cfg  Config
+	cfg  RetentionConfig
 	m    *metrics.Metrics
 	log  *slog.Logger
 }
 
-// NewWorker returns the retention worker. Zero fields of cfg take the defaults.
-func NewWorker(pool *pgxpool.Pool, cfg Config, m *metrics.Metrics, log *slog.Logger) *Worker {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Worker{pool: pool, cfg: cfg.withDefaults(), m: m, log: log.With("component", "retention")}
-}
-
-// Register adds the retention worker to a River client's workers.
-func Register(w *river.Workers, worker *Worker) error {
-	if err := river.AddWorkerSafely(w, worker); err != nil {
-		return fmt.Errorf("register retention worker: %w", err)
-	}
-	return nil
-}
-
-// PeriodicJob schedules a retention run every cfg.Interval (and one as soon
-// as a River leader is elected).
-func PeriodicJob(cfg Config) *river.PeriodicJob {
-	cfg = cfg.withDefaults()
-	return river.NewPeriodicJob(river.PeriodicInterval(cfg.Interval),
-		func() (river.JobArgs, *river.InsertOpts) { return Args{}, nil },
-		&river.PeriodicJobOpts{ID: Kind, RunOnStart: true})
+// NewRetention returns the retention worker. Zero fields of cfg take the defaults.
+func NewRetention(pool *pgxpool.Pool, cfg RetentionConfig, m *metrics.Metrics, log *slog.Logger) *Retention {
+	return &Retention{pool: pool, cfg: cfg.withDefaults(), m: m, log: logger(log, "retention")}
 }
 
 // Timeout leaves the run its budget plus time to finish the last batch. It
-// stays under the River client's stuck-job rescue (deliver.DefaultRescueStuckJob)
+// stays under the River client's stuck-job rescue (jobs.DefaultRescueStuckJob)
 // for the default budget, so a running prune is not rescued as stuck.
-func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.cfg.Budget + 30*time.Second }
+func (w *Retention) Timeout(*river.Job[RetentionArgs]) time.Duration {
+	return w.cfg.Budget + 30*time.Second
+}
 
 // Work runs retention once (River calls it).
-func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
+func (w *Retention) Work(ctx context.Context, _ *river.Job[RetentionArgs]) error {
 	res, err := w.Prune(ctx)
 	if err != nil {
 		return err
@@ -132,8 +106,8 @@ func (w *Worker) Work(ctx context.Context, _ *river.Job[Args]) error {
 
 // Prune deletes old rows, batch by batch, until none is left or the budget is
 // spent. Ages are measured against the database clock.
-func (w *Worker) Prune(ctx context.Context) (Result, error) {
-	var res Result
+func (w *Retention) Prune(ctx context.Context) (RetentionResult, error) {
+	var res RetentionResult
 	deadline := time.Now().Add(w.cfg.Budget)
 	var err error
 	res.Outbox, _, res.Incomplete, err = w.prune(ctx, deadline, "outbox", sqlPruneOutbox, w.cfg.OutboxAge)
@@ -147,7 +121,7 @@ func (w *Worker) Prune(ctx context.Context) (Result, error) {
 // prune runs one batch delete (query, which returns the rows and the
 // attempts it deleted) until it deletes less than a batch or the deadline
 // passes, counting the rows in metrics as it goes.
-func (w *Worker) prune(ctx context.Context, deadline time.Time, table, query string, age time.Duration) (rows, attempts int, incomplete bool, err error) {
+func (w *Retention) prune(ctx context.Context, deadline time.Time, table, query string, age time.Duration) (rows, attempts int, incomplete bool, err error) {
 	for {
 		var n, a int
 		if err := w.pool.QueryRow(ctx, query, age, w.cfg.BatchSize).Scan(&n, &a); err != nil {

@@ -1,0 +1,89 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/stream"
+)
+
+// RetryKind is the River job kind of RetryArgs.
+const RetryKind = "hookrelay.retry"
+
+// RetryArgs is the River job that puts a delivery back on the stream when its
+// retry is due. The worker inserts it in the same transaction that records the
+// failed attempt, so a scheduled retry survives any restart.
+type RetryArgs struct {
+	DeliveryID uuid.UUID `json:"delivery_id"`
+}
+
+// Kind implements river.JobArgs.
+func (RetryArgs) Kind() string { return RetryKind }
+
+// Hooks implements river.JobArgsWithHooks: retry jobs are inserted as
+// available with their future scheduled_at, so that a producer fetches them
+// as soon as they are due (River's fetch query honours scheduled_at) instead
+// of waiting for the leader's scheduler, which runs only every 5 seconds.
+func (RetryArgs) Hooks() []rivertype.Hook {
+	return []rivertype.Hook{river.HookInsertBeginFunc(func(_ context.Context, p *rivertype.JobInsertParams) error {
+		if p.State == rivertype.JobStateScheduled {
+			p.State = rivertype.JobStateAvailable
+		}
+		return nil
+	})}
+}
+
+// retryWorker publishes a due delivery id back onto the stream. While Redis
+// is unavailable it snoozes the job with backoff (a snooze uses up no
+// attempt and River logs it at debug level): the outage is logged once, by
+// the tracker, and counted, not written once per job.
+type retryWorker struct {
+	river.WorkerDefaults[RetryArgs]
+	rdb    redis.UniversalClient
+	stream string
+	track  *outage.Tracker
+}
+
+func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error {
+	if err := stream.Publish(ctx, r.rdb, r.stream, []uuid.UUID{job.Args.DeliveryID}); err != nil {
+		r.track.Fail(err)
+		return river.JobSnooze(r.track.Backoff())
+	}
+	r.track.OK()
+	return nil
+}
+
+// Timeout bounds one publish.
+func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 * time.Second }
+
+// AddWorkers registers deliver's River workers (the retry job, which
+// publishes a due delivery back onto stream) on workers, for the River
+// client that the wiring assembles (package jobs). m may be nil.
+func AddWorkers(workers *river.Workers, rdb redis.UniversalClient, stream string, m *metrics.Metrics, log *slog.Logger) error {
+	if rdb == nil || stream == "" {
+		return errors.New("deliver: AddWorkers needs a Redis client and a stream key")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var failures prometheus.Counter
+	if m != nil {
+		failures = m.DependencyErrors.WithLabelValues("redis", "publish retry")
+	}
+	track := outage.New("redis: publish retry", log, failures)
+	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
+		return fmt.Errorf("register retry worker: %w", err)
+	}
+	return nil
+}

@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
@@ -45,7 +47,7 @@ type Config struct {
 	Stream string
 	// Send configures the sender of POST /webhooks/{id}/test, which signs and
 	// sends exactly as the worker does.
-	Send httpsend.Config
+	Send deliver.SendConfig
 }
 
 // app holds the API's dependencies; its methods are the route handlers.
@@ -64,13 +66,12 @@ const projectPath = "/api/projects/{project_id}"
 
 // New returns the API's handler: the routes under /api/projects/{project_id}
 // (webhooks, their deliveries, /configs/deploy), /healthz, /readyz and
-// /metrics (m's registry), behind the bearer-token check when cfg.Token is
-// set. Requests are counted in m.HTTPRequests by route pattern and status.
-// m may be nil (a private registry is used) and so may log (nothing is logged).
-func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) http.Handler {
-	if m == nil {
-		m = metrics.New()
-	}
+// /metrics (reg, when it can also be gathered, as a *prometheus.Registry
+// can), behind the bearer-token check when cfg.Token is set. Requests are
+// counted by route pattern and status. A nil reg means metrics off (no
+// /metrics route) and a nil log logs nothing.
+func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) http.Handler {
+	m := metrics.New(reg)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -106,7 +107,9 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, m *metrics.M
 	}
 	mux.Handle("GET /healthz", a.wrap(a.healthz))
 	mux.Handle("GET /readyz", a.wrap(a.readyz))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
 	return a.middleware(mux)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/api"
@@ -52,8 +53,9 @@ func newEnv(t *testing.T, mod func(*api.Config)) *env {
 	if mod != nil {
 		mod(&cfg)
 	}
-	m := metrics.New()
-	srv := httptest.NewServer(api.New(cfg, db.Pool, rdb, m, nil))
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	srv := httptest.NewServer(api.New(cfg, db.Pool, rdb, reg, nil))
 	t.Cleanup(srv.Close)
 	return &env{t: t, pool: db.Pool, rdb: rdb, keys: keys, metrics: m, srv: srv, cfg: cfg, project: uuid.New()}
 }

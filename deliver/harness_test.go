@@ -35,6 +35,7 @@ type harness struct {
 	db      *testdb.DB
 	rdb     redis.UniversalClient
 	keys    testredis.Keys
+	reg     *prometheus.Registry
 	m       *metrics.Metrics
 	jobs    *jobs.Client
 	project uuid.UUID
@@ -48,10 +49,11 @@ func newHarness(t testing.TB) *harness {
 
 func newHarnessWith(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys) *harness {
 	t.Helper()
-	h := &harness{t: t, db: testdb.New(t), rdb: rdb, keys: keys, m: metrics.New(), project: uuid.New()}
+	h := &harness{t: t, db: testdb.New(t), rdb: rdb, keys: keys, reg: prometheus.NewRegistry(), project: uuid.New()}
+	h.m = metrics.New(h.reg)
 	t.Cleanup(func() { rdb.Del(context.Background(), deliver.DeadStream(keys.Stream)) })
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, rdb, keys.Stream, h.m, nil); err != nil {
+	if err := deliver.AddWorkers(workers, rdb, keys.Stream, h.reg, nil); err != nil {
 		t.Fatal(err)
 	}
 	jc, err := jobs.New(h.db.Pool, jobs.Config{Workers: workers, FetchPollInterval: 50 * time.Millisecond})
@@ -92,7 +94,7 @@ func (h *harness) config() deliver.Config {
 // startWorker starts a worker that is stopped when the test ends.
 func (h *harness) startWorker(cfg deliver.Config) *deliver.Worker {
 	h.t.Helper()
-	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.m, nil)
+	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.reg, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

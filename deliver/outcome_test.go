@@ -15,7 +15,7 @@ import (
 // recorder is a worker that is never started: the tests call Record.
 func (h *harness) recorder(cfg deliver.Config) *deliver.Worker {
 	h.t.Helper()
-	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.m, nil)
+	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.reg, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

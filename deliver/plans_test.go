@@ -35,7 +35,7 @@ func TestWorker_LookupsByIDStayIndexedAfterTheTableGrows(t *testing.T) {
 	defer pool.Close()
 	wcfg := h.config()
 	wcfg.Concurrency = 32
-	w, err := deliver.NewWorker(pool, h.rdb, h.jobs.River(), wcfg, h.m, nil)
+	w, err := deliver.NewWorker(pool, h.rdb, h.jobs.River(), wcfg, h.reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

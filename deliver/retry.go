@@ -69,18 +69,16 @@ func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 *
 
 // AddWorkers registers deliver's River workers (the retry job, which
 // publishes a due delivery back onto stream) on workers, for the River
-// client that the wiring assembles (package jobs). m may be nil.
-func AddWorkers(workers *river.Workers, rdb redis.UniversalClient, stream string, m *metrics.Metrics, log *slog.Logger) error {
+// client that the wiring assembles (package jobs). Failed publishes are
+// counted on reg; a nil reg means metrics off and a nil log discards.
+func AddWorkers(workers *river.Workers, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
 	if rdb == nil || stream == "" {
 		return errors.New("deliver: AddWorkers needs a Redis client and a stream key")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var failures prometheus.Counter
-	if m != nil {
-		failures = m.DependencyErrors.WithLabelValues("redis", "publish retry")
-	}
+	failures := metrics.New(reg).DependencyErrors.WithLabelValues("redis", "publish retry")
 	track := outage.New("redis: publish retry", log, failures)
 	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
 		return fmt.Errorf("register retry worker: %w", err)

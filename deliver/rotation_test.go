@@ -13,14 +13,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/api"
-	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/signature"
 )
 
 // regenerator regenerates a webhook's secret through the API, as a user does.
 func (h *harness) regenerator(grace time.Duration, webhookID uuid.UUID) func() string {
 	srv := httptest.NewServer(api.New(api.Config{SecretGrace: grace, AllowPrivate: true, Stream: h.keys.Stream},
-		h.db.Pool, h.rdb, metrics.New(), nil))
+		h.db.Pool, h.rdb, nil, nil))
 	h.t.Cleanup(srv.Close)
 	return func() string {
 		h.t.Helper()

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 
@@ -66,7 +67,7 @@ type Config struct {
 	// HTTP request.
 	RecordLinger time.Duration
 	// Send configures the HTTP sender.
-	Send httpsend.Config
+	Send SendConfig
 	// OnGroupMissing, when not nil, is called (it must not block) each time
 	// Redis answers NOGROUP: the stream or the consumer group is gone, so
 	// Redis may have lost entries. The worker recreates the group itself;
@@ -98,6 +99,10 @@ func (c *Config) setDefaults() error {
 
 // DeadStream is the stream that receives entries moved aside as poison.
 func DeadStream(stream string) string { return stream + ":dead" }
+
+// SendConfig is how a worker sends attempts: timeout, identifying headers,
+// signature scheme and network policy.
+type SendConfig = httpsend.Config
 
 // Worker consumes the delivery stream: it delivers each entry's webhook,
 // records the attempt and its outcome in Postgres (scheduling a River retry job
@@ -141,10 +146,13 @@ type Worker struct {
 
 // NewWorker returns a Worker; Start runs it. jobs is the River client that
 // retry jobs are inserted with (jobs.Client.River).
-func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client[pgx.Tx], cfg Config, m *metrics.Metrics, log *slog.Logger) (*Worker, error) {
-	if pool == nil || rdb == nil || jobs == nil || m == nil {
-		return nil, errors.New("deliver: NewWorker needs a pool, a Redis client, a River client and metrics")
+// Its metrics are registered on reg; a nil reg means metrics off and a nil
+// log discards.
+func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client[pgx.Tx], cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Worker, error) {
+	if pool == nil || rdb == nil || jobs == nil {
+		return nil, errors.New("deliver: NewWorker needs a pool, a Redis client and a River client")
 	}
+	m := metrics.New(reg)
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}

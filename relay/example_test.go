@@ -8,7 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/config"
-	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/testdb"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
@@ -37,7 +36,7 @@ func Example() {
 		VALUES ($1, 'ops', 'https://example.com/hook', 'whsec_example', '{config.deployed}')`, project)
 	_, _ = outbox.Emit(ctx, db.Pool, outbox.Event{Type: "config.deployed", ProjectID: project, Data: map[string]any{"version": 3}})
 
-	r := relay.New(db.Pool, rdb, relay.Config{Stream: streamKey, MaxAttempts: cfg.MaxAttempts}, metrics.New(), nil)
+	r := relay.New(db.Pool, rdb, relay.Config{Stream: streamKey, MaxAttempts: cfg.MaxAttempts}, nil, nil)
 	events, err := r.Drain(ctx)
 	fmt.Println("events published:", events, err)
 	fmt.Println("stream entries:", rdb.XLen(ctx, streamKey).Val())

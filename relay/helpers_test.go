@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
@@ -59,8 +60,9 @@ func newEnvAt(t testing.TB, url string, maxConns int32) *env {
 // the test ends.
 func (e *env) relay(poll time.Duration, batch int, start bool) (*relay.Relay, *metrics.Metrics) {
 	e.t.Helper()
-	m := metrics.New()
-	r := relay.New(e.pool, e.rdb, relay.Config{Stream: e.stream, BatchSize: batch, PollInterval: poll, MaxAttempts: 5}, m, nil)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	r := relay.New(e.pool, e.rdb, relay.Config{Stream: e.stream, BatchSize: batch, PollInterval: poll, MaxAttempts: 5}, reg, nil)
 	if start {
 		if err := r.Start(context.Background()); err != nil {
 			e.t.Fatal(err)

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
@@ -115,8 +116,10 @@ type Relay struct {
 }
 
 // New returns a relay; nothing runs until Start. Zero Config fields take the
-// defaults above; a nil m gets unregistered metrics and a nil log discards.
-func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, m *metrics.Metrics, log *slog.Logger) *Relay {
+// defaults above. The relay's metrics are registered on reg; a nil reg means
+// metrics off and a nil log discards.
+func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
+	m := metrics.New(reg)
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
@@ -125,9 +128,6 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, m *metrics.M
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
-	}
-	if m == nil {
-		m = metrics.New()
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

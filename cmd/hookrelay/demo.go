@@ -73,12 +73,12 @@ func runDemo(ctx context.Context, _ []string) error {
 	defer recv.Close()
 	fmt.Fprintln(out, "  receiver listening on", recv.url)
 
-	m := metrics.New()
-	svcs, err := pipeline(d, m)
+	reg := metrics.NewRegistry()
+	svcs, err := pipeline(d, reg)
 	if err != nil {
 		return err
 	}
-	apiSrv := newAPI(d, m)
+	apiSrv := newAPI(d, reg)
 	runCtx, stopServices := context.WithCancel(ctx)
 	defer stopServices()
 	done := make(chan error, 1)

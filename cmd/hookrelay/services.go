@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
 
@@ -32,29 +33,29 @@ func sendConfig(c config.Config) httpsend.Config {
 	}
 }
 
-func newRelay(d *deps, m *metrics.Metrics) *relay.Relay {
+func newRelay(d *deps, reg *prometheus.Registry) *relay.Relay {
 	return relay.New(d.pool, d.rdb, relay.Config{
 		Stream:       d.cfg.Stream,
 		BatchSize:    d.cfg.RelayBatch,
 		PollInterval: d.cfg.PollInterval,
 		MaxAttempts:  d.cfg.MaxAttempts,
-	}, m, d.log.With("service", "relay"))
+	}, reg, d.log.With("service", "relay"))
 }
 
 // newDelivery assembles the River client (retry jobs and maintenance) and
 // the stream worker that inserts its retry jobs. wake nudges an in-process
 // relay.
-func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, error) {
+func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Service, error) {
 	c := d.cfg
 	maint := maintenance.New(d.pool, d.rdb, maintenance.Config{
 		Reconcile: maintenance.ReconcileConfig{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter,
 			Interval: c.ReconcileInterval, ResetGrace: c.Timeout + time.Second},
 		Retention: maintenance.RetentionConfig{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries,
 			Interval: c.RetentionInterval},
-	}, wake, m, d.log.With("service", "maintenance"))
+	}, wake, metrics.New(reg), d.log.With("service", "maintenance"))
 	workers := river.NewWorkers()
 	if err := errors.Join(
-		deliver.AddWorkers(workers, d.rdb, c.Stream, m, d.log.With("service", "jobs")),
+		deliver.AddWorkers(workers, d.rdb, c.Stream, reg, d.log.With("service", "jobs")),
 		maint.AddWorkers(workers),
 	); err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 		// A NOGROUP may be a Redis that lost data: reconcile now, not at
 		// the next periodic run.
 		OnGroupMissing: maint.Trigger,
-	}, m, d.log.With("service", "worker"))
+	}, reg, d.log.With("service", "worker"))
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,7 @@ func newDelivery(d *deps, m *metrics.Metrics, wake func()) ([]service.Service, e
 	return []service.Service{jc, worker}, nil
 }
 
-func newAPI(d *deps, m *metrics.Metrics) *httpserver.Server {
+func newAPI(d *deps, reg *prometheus.Registry) *httpserver.Server {
 	c := d.cfg
 	log := d.log.With("service", "api")
 	h := api.New(api.Config{
@@ -96,18 +97,18 @@ func newAPI(d *deps, m *metrics.Metrics) *httpserver.Server {
 		EventTypes:   c.EventTypes,
 		Stream:       c.Stream,
 		Send:         sendConfig(c),
-	}, d.pool, d.rdb, m, log)
+	}, d.pool, d.rdb, reg, log)
 	return httpserver.New("api", c.APIAddr, h, log)
 }
 
 // withMetrics adds a /metrics server on HOOKRELAY_METRICS_ADDR, when set, to
 // a process that has no API server of its own.
-func withMetrics(d *deps, m *metrics.Metrics, services ...service.Service) []service.Service {
+func withMetrics(d *deps, reg *prometheus.Registry, services ...service.Service) []service.Service {
 	if d.cfg.MetricsAddr == "" {
 		return services
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return append(services, httpserver.New("metrics", d.cfg.MetricsAddr, mux, d.log.With("service", "metrics")))
 }
 
@@ -124,8 +125,8 @@ func runRelay(ctx context.Context, _ []string) error {
 		return err
 	}
 	defer d.close()
-	m := metrics.New()
-	return serve(ctx, d, withMetrics(d, m, newRelay(d, m))...)
+	reg := metrics.NewRegistry()
+	return serve(ctx, d, withMetrics(d, reg, newRelay(d, reg))...)
 }
 
 func runWorker(ctx context.Context, _ []string) error {
@@ -134,12 +135,12 @@ func runWorker(ctx context.Context, _ []string) error {
 		return err
 	}
 	defer d.close()
-	m := metrics.New()
-	svcs, err := newDelivery(d, m, nil)
+	reg := metrics.NewRegistry()
+	svcs, err := newDelivery(d, reg, nil)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, d, withMetrics(d, m, svcs...)...)
+	return serve(ctx, d, withMetrics(d, reg, svcs...)...)
 }
 
 func runAPI(ctx context.Context, _ []string) error {
@@ -148,7 +149,7 @@ func runAPI(ctx context.Context, _ []string) error {
 		return err
 	}
 	defer d.close()
-	return serve(ctx, d, newAPI(d, metrics.New()))
+	return serve(ctx, d, newAPI(d, metrics.NewRegistry()))
 }
 
 func runAll(ctx context.Context, _ []string) error {
@@ -157,20 +158,20 @@ func runAll(ctx context.Context, _ []string) error {
 		return err
 	}
 	defer d.close()
-	m := metrics.New()
-	svcs, err := pipeline(d, m)
+	reg := metrics.NewRegistry()
+	svcs, err := pipeline(d, reg)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, d, append(svcs, newAPI(d, m))...)
+	return serve(ctx, d, append(svcs, newAPI(d, reg))...)
 }
 
 // pipeline is the relay and the delivery services in one process, as `run`
 // and `demo` start them (before the API): the relay is woken in-process by
 // the reconciler.
-func pipeline(d *deps, m *metrics.Metrics) ([]service.Service, error) {
-	r := newRelay(d, m)
-	delivery, err := newDelivery(d, m, r.Wake)
+func pipeline(d *deps, reg *prometheus.Registry) ([]service.Service, error) {
+	r := newRelay(d, reg)
+	delivery, err := newDelivery(d, reg, r.Wake)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/jobs"
-	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
@@ -54,7 +53,7 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 		// (and in the failed-attempt count) instead of stalling the run.
 		RetrySchedule: []time.Duration{time.Second}, ClaimIdle: 15 * time.Second,
 		Send: httpsend.Config{AllowPrivate: true},
-	}, metrics.New(), e.log)
+	}, nil, e.log)
 	if err != nil {
 		pool.Close()
 		return nil, err

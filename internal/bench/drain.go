@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -32,7 +31,7 @@ func (e *env) runDrain(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, metrics.New(), e.log)
+	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log)
 
 	start := time.Now()
 	n, err := r.Drain(ctx)

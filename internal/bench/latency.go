@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -162,7 +161,7 @@ func (e *env) runLatency(ctx context.Context) error {
 		return err
 	}
 	defer relayPool.Close()
-	r := relay.New(relayPool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, metrics.New(), e.log)
+	r := relay.New(relayPool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log)
 	if err := r.Start(ctx); err != nil {
 		return err
 	}

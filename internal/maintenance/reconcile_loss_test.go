@@ -102,7 +102,7 @@ func TestReconcile_LossSurvivesARestartOfTheReconciler(t *testing.T) {
 	srv.Restart()
 	e.delivery(t, "pending", time.Second, nil)
 	// A new worker (another process, or this one restarted) still knows the marker.
-	other := maintenance.NewReconciler(e.pool, srv.Client(), e.config(), nil, metrics.New(), nil)
+	other := maintenance.NewReconciler(e.pool, srv.Client(), e.config(), nil, metrics.New(nil), nil)
 	res, err := other.Reconcile(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestReconcile_InterruptedResetIsCarriedOnByTheNextRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	noXADD := aclClient(t, srv, admin, "+@all -@dangerous -xadd")
-	failing := maintenance.NewReconciler(e.pool, noXADD, e.config(), nil, metrics.New(), nil)
+	failing := maintenance.NewReconciler(e.pool, noXADD, e.config(), nil, metrics.New(nil), nil)
 	if res, err := failing.Reconcile(ctx); err == nil {
 		t.Fatalf("run with XADD refused: %+v, want an error", res)
 	}
@@ -303,7 +303,7 @@ func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
 	e := sharedEnv(t)
 	cfg := e.config()
 	cfg.ConsumerIdle = 200 * time.Millisecond
-	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(nil), nil)
 	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{uuid.New(), uuid.New()}); err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +503,7 @@ func TestReconcile_ResetWaitsForTheAttemptsInFlight(t *testing.T) {
 	e := newEnv(t, srv.Client(), testredis.Keys{Stream: "queues:webhooks", Group: "worker-webhooks"})
 	cfg := e.config()
 	cfg.ResetGrace = 300 * time.Millisecond
-	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(), nil)
+	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(nil), nil)
 	if _, err := w.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T, rdb redis.UniversalClient, keys testredis.Keys) *env {
 	t.Helper()
-	e := &env{pool: testdb.New(t).Pool, rdb: rdb, keys: keys, m: metrics.New()}
+	e := &env{pool: testdb.New(t).Pool, rdb: rdb, keys: keys, m: metrics.New(nil)}
 	e.w = maintenance.NewReconciler(e.pool, rdb, e.config(), func() { e.wakes.Add(1) }, e.m, nil)
 	if err := rdb.XGroupCreateMkStream(context.Background(), keys.Stream, keys.Group, "$").Err(); err != nil {
 		t.Fatalf("create group: %v", err)

@@ -104,7 +104,7 @@ func TestPrune_DeletesOnlyOldPublishedOutboxAndOldFinishedDeliveriesWithAttempts
 	t.Parallel()
 	pool := testdb.New(t).Pool
 	fixtures(t, pool)
-	m := metrics.New()
+	m := metrics.New(nil)
 
 	res, err := newWorker(pool, m, time.Minute).Prune(context.Background())
 	if err != nil {
@@ -133,7 +133,7 @@ func TestPrune_DeletesInBatchesAndStopsWhenTheBudgetIsSpent(t *testing.T) {
 	pool := testdb.New(t).Pool
 	fixtures(t, pool)
 	// A budget spent at once still lets one batch (2 rows) go, then stops.
-	w := newWorker(pool, metrics.New(), time.Nanosecond)
+	w := newWorker(pool, metrics.New(nil), time.Nanosecond)
 	res, err := w.Prune(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestWork_RunsRetention(t *testing.T) {
 	pool := testdb.New(t).Pool
 	fixtures(t, pool)
 	job := &river.Job[maintenance.RetentionArgs]{JobRow: &rivertype.JobRow{Kind: maintenance.RetentionKind}}
-	if err := newWorker(pool, metrics.New(), time.Minute).Work(context.Background(), job); err != nil {
+	if err := newWorker(pool, metrics.New(nil), time.Minute).Work(context.Background(), job); err != nil {
 		t.Fatal(err)
 	}
 	wantLeft(t, pool, outboxLeft, map[string]int{"recent": 1, "unpublished": 1})

@@ -1,19 +1,20 @@
 // Package metrics defines hookrelay's Prometheus metrics, in one place so
 // that names and labels stay consistent across the relay, the worker and the
-// API. Every process registers them on its own registry (New) and serves it
-// at /metrics.
+// API. A process makes one registry (NewRegistry), hands it to each part as
+// a prometheus.Registerer, and serves it at /metrics; each part takes its
+// instruments from it with New. A nil registerer means metrics are off.
 package metrics
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Metrics are the instruments of one process. Create them with New (tests
-// may simply call New and ignore the registry).
+// Metrics are the instruments of one process.
 type Metrics struct {
-	Registry *prometheus.Registry
-
 	EventsRelayed     prometheus.Counter
 	DeliveriesCreated prometheus.Counter
 	RelayBatches      prometheus.Counter
@@ -44,14 +45,20 @@ type Metrics struct {
 	HTTPRequests  *prometheus.CounterVec
 }
 
-// New creates the metrics and registers them, with Go and process collectors,
-// on a new registry.
-func New() *Metrics {
+// NewRegistry returns a registry with the Go and process collectors, for a
+// process to register its parts' instruments on and to serve.
+func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	f := factory{r}
+	return r
+}
+
+// New returns the instruments registered on reg. Parts of one process that
+// share reg share the instruments: one already registered is reused. With a
+// nil reg the instruments are registered nowhere (metrics off).
+func New(reg prometheus.Registerer) *Metrics {
+	f := factory{reg}
 	return &Metrics{
-		Registry:          r,
 		EventsRelayed:     f.counter("hookrelay_relay_events_total", "Outbox events published by the relay."),
 		DeliveriesCreated: f.counter("hookrelay_relay_deliveries_total", "Deliveries fanned out and put on the stream by the relay."),
 		RelayBatches:      f.counter("hookrelay_relay_batches_total", "Batches claimed by the relay."),
@@ -80,31 +87,42 @@ func New() *Metrics {
 	}
 }
 
-type factory struct{ r *prometheus.Registry }
+type factory struct{ r prometheus.Registerer }
 
 func (f factory) counter(name, help string) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	f.r.MustRegister(c)
-	return c
+	return register(f.r, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 }
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-	f.r.MustRegister(g)
-	return g
+	return register(f.r, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
 }
 
 func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	f.r.MustRegister(c)
-	return c
+	return register(f.r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 }
 
 func (f factory) histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	return register(f.r, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: name, Help: help,
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, labels)
-	f.r.MustRegister(h)
-	return h
+	}, labels))
+}
+
+// register registers c on r and returns it, or returns the collector of the
+// same description registered before.
+func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	if r == nil {
+		return c
+	}
+	err := r.Register(c)
+	var dup prometheus.AlreadyRegisteredError
+	if errors.As(err, &dup) {
+		if existing, ok := dup.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	if err != nil {
+		panic(fmt.Sprintf("metrics: register: %v", err)) // a programming error: names are fixed here
+	}
+	return c
 }

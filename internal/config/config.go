@@ -181,10 +181,3 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// RetryDelay is the delay before attempt n+1 after attempt n (n >= 1) failed;
-// past the end of the schedule its last delay repeats.
-func (c Config) RetryDelay(attempt int) time.Duration {
-	i := min(max(attempt-1, 0), len(c.RetrySchedule)-1)
-	return c.RetrySchedule[i]
-}

@@ -53,15 +53,3 @@ func TestLoad_InvalidValueNamesTheVariable(t *testing.T) {
 		})
 	}
 }
-
-func TestRetryDelay_RepeatsTheLastStep(t *testing.T) {
-	c, err := config.LoadMap(context.Background(), map[string]string{"HOOKRELAY_RETRY_SCHEDULE": "1s,2s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 5: 2 * time.Second} {
-		if got := c.RetryDelay(attempt); got != want {
-			t.Errorf("RetryDelay(%d) = %s, want %s", attempt, got, want)
-		}
-	}
-}

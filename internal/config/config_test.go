@@ -2,33 +2,68 @@ package config_test
 
 import (
 	"context"
+	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/hookrelay/hookrelay/api"
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/config"
+	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/reconcile"
+	"github.com/hookrelay/hookrelay/internal/retention"
+	"github.com/hookrelay/hookrelay/relay"
 )
 
-func TestLoad_DefaultsMatchTheDesign(t *testing.T) {
+// TestLoad_DefaultsAreTheOwningPackagesConstants proves that every default
+// written in a config tag is the constant of the package that owns the
+// behaviour (struct tags cannot name constants, so the value is repeated in
+// the tag and in the README). A new defaulted field fails here until it is
+// listed.
+func TestLoad_DefaultsAreTheOwningPackagesConstants(t *testing.T) {
 	c, err := config.LoadMap(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 4 * time.Hour}
-	if len(c.RetrySchedule) != len(want) {
-		t.Fatalf("RetrySchedule = %v, want %v", c.RetrySchedule, want)
+	defaults := map[string]struct{ got, want any }{
+		"RetrySchedule":     {c.RetrySchedule, deliver.DefaultRetrySchedule()},
+		"MaxAttempts":       {c.MaxAttempts, deliver.DefaultMaxAttempts},
+		"WorkerConcurrency": {c.WorkerConcurrency, deliver.DefaultConcurrency},
+		"ClaimIdle":         {c.ClaimIdle, deliver.DefaultClaimIdle},
+		"Timeout":           {c.Timeout, httpsend.DefaultTimeout},
+		"RetryAfterMax":     {c.RetryAfterMax, httpsend.DefaultRetryAfterMax},
+		"HeaderPrefix":      {c.HeaderPrefix, httpsend.DefaultHeaderPrefix},
+		"UserAgent":         {c.UserAgent, httpsend.DefaultUserAgent},
+		"PollInterval":      {c.PollInterval, relay.DefaultPollInterval},
+		"RelayBatch":        {c.RelayBatch, relay.DefaultBatchSize},
+		"ReconcileInterval": {c.ReconcileInterval, reconcile.DefaultInterval},
+		"ReconcileAfter":    {c.ReconcileAfter, reconcile.DefaultAfter},
+		"RetainOutbox":      {c.RetainOutbox, retention.DefaultOutboxAge},
+		"RetainDeliveries":  {c.RetainDeliveries, retention.DefaultDeliveriesAge},
+		"RetentionInterval": {c.RetentionInterval, retention.DefaultInterval},
+		"APIAddr":           {c.APIAddr, api.DefaultAddr},
+		"SecretGrace":       {c.SecretGrace, api.DefaultSecretGrace},
+		"EventTypes":        {c.EventTypes, api.DefaultEventTypes()},
+
+		// Settings no package defaults: they exist only as configuration.
+		"DatabaseURL":          {c.DatabaseURL, "postgres://postgres@localhost:5432/postgres?sslmode=disable"},
+		"RedisURL":             {c.RedisURL, "redis://localhost:6379/0"},
+		"Stream":               {c.Stream, "queues:webhooks"},
+		"Group":                {c.Group, "worker-webhooks"},
+		"AllowPrivateNetworks": {c.AllowPrivateNetworks, false},
+		"StandardWebhooks":     {c.StandardWebhooks, false},
+		"LogLevel":             {c.LogLevel, slog.LevelInfo},
 	}
-	for i := range want {
-		if c.RetrySchedule[i] != want[i] {
-			t.Fatalf("RetrySchedule = %v, want %v", c.RetrySchedule, want)
+	for field, v := range defaults {
+		if !reflect.DeepEqual(v.got, v.want) {
+			t.Errorf("%s: the config tag's default is %v, the constant %v", field, v.got, v.want)
 		}
 	}
-	if c.Stream != "queues:webhooks" || c.Group != "worker-webhooks" || c.MaxAttempts != 6 ||
-		c.Timeout != 10*time.Second || c.AllowPrivateNetworks || c.APIAddr != ":8080" ||
-		c.HeaderPrefix != "X-Agenta" || c.UserAgent != "Agenta-Webhooks/1.0" ||
-		c.DatabaseURL != "postgres://postgres@localhost:5432/postgres?sslmode=disable" ||
-		c.RedisURL != "redis://localhost:6379/0" {
-		t.Fatalf("defaults differ from DESIGN.md: %+v", c)
+	for f := range reflect.TypeFor[config.Config]().Fields() {
+		if _, ok := defaults[f.Name]; !ok && strings.Contains(f.Tag.Get("env"), "default=") {
+			t.Errorf("%s has a default in its config tag that this test does not compare", f.Name)
+		}
 	}
 }
 

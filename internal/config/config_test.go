@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookrelay/hookrelay/api"
 	"github.com/hookrelay/hookrelay/deliver"
@@ -86,5 +87,57 @@ func TestLoad_InvalidValueNamesTheVariable(t *testing.T) {
 				t.Fatalf("error %q does not name %s", err, name)
 			}
 		})
+	}
+}
+
+// TestValidate_RefusesNegativeCountsAndDurations sets one variable at a time
+// to a negative value and to zero: a negative value is always refused, zero
+// only where it means nothing, and the error names the variable. Every count
+// and duration of Config must be listed.
+func TestValidate_RefusesNegativeCountsAndDurations(t *testing.T) {
+	cases := []struct {
+		name, negative, zero string
+		zeroAllowed          bool
+	}{
+		{"HOOKRELAY_RETRY_SCHEDULE", "1m,-1m", "1m,0s", false},
+		{"HOOKRELAY_MAX_ATTEMPTS", "-1", "0", false},
+		{"HOOKRELAY_TIMEOUT", "-1s", "0s", false},
+		{"HOOKRELAY_RETRY_AFTER_MAX", "-1s", "0s", true},
+		{"HOOKRELAY_SECRET_GRACE", "-1s", "0s", true},
+		{"HOOKRELAY_WORKER_CONCURRENCY", "-1", "0", false},
+		{"HOOKRELAY_CLAIM_IDLE", "-1m", "0s", false},
+		{"HOOKRELAY_POLL_INTERVAL", "-1s", "0s", false},
+		{"HOOKRELAY_RELAY_BATCH", "-1", "0", false},
+		{"HOOKRELAY_RECONCILE_INTERVAL", "-1s", "0s", false},
+		{"HOOKRELAY_RECONCILE_AFTER", "-1m", "0s", false},
+		{"HOOKRELAY_RETAIN_OUTBOX", "-1h", "0s", false},
+		{"HOOKRELAY_RETAIN_DELIVERIES", "-1h", "0s", false},
+		{"HOOKRELAY_RETENTION_INTERVAL", "-1m", "0s", false},
+	}
+	listed := map[string]bool{}
+	for _, tc := range cases {
+		listed[tc.name] = true
+		for value, wantErr := range map[string]bool{tc.negative: true, tc.zero: !tc.zeroAllowed} {
+			t.Run(tc.name+"="+value, func(t *testing.T) {
+				_, err := config.LoadMap(context.Background(), map[string]string{tc.name: value})
+				switch {
+				case wantErr && err == nil:
+					t.Fatalf("%s=%s was accepted", tc.name, value)
+				case wantErr && !strings.Contains(err.Error(), tc.name+":"):
+					t.Fatalf("error %q does not name %s", err, tc.name)
+				case !wantErr && err != nil:
+					t.Fatalf("%s=%s was refused: %v", tc.name, value, err)
+				}
+			})
+		}
+	}
+	for f := range reflect.TypeFor[config.Config]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		switch f.Type {
+		case reflect.TypeFor[int](), reflect.TypeFor[time.Duration](), reflect.TypeFor[[]time.Duration]():
+			if !listed[name] {
+				t.Errorf("%s is a count or a duration this test does not try", name)
+			}
+		}
 	}
 }

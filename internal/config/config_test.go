@@ -3,7 +3,9 @@ package config_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,37 @@ func TestValidate_RefusesNegativeCountsAndDurations(t *testing.T) {
 				t.Errorf("%s is a count or a duration this test does not try", name)
 			}
 		}
+	}
+}
+
+// TestREADME_ListsEveryVariableWithItsDefault keeps the README's
+// configuration table in step with the tags: the same variables, and each
+// default written as the tag writes it ("empty" where there is none).
+func TestREADME_ListsEveryVariableWithItsDefault(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| ([^|]+) \\|").FindAllSubmatch(readme, -1) {
+		documented[string(m[1])] = strings.Trim(strings.TrimSpace(string(m[2])), "`")
+	}
+	for f := range reflect.TypeFor[config.Config]().Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		want := "empty"
+		if _, def, ok := strings.Cut(opts, "default="); ok {
+			want = def
+		}
+		got, ok := documented[name]
+		delete(documented, name)
+		switch {
+		case !ok:
+			t.Errorf("README does not list %s", name)
+		case got != want:
+			t.Errorf("README gives %s the default %q, its tag %q", name, got, want)
+		}
+	}
+	for name := range documented {
+		t.Errorf("README lists %s, which Config does not read", name)
 	}
 }

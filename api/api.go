@@ -28,6 +28,24 @@ import (
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
 
+// Defaults of the API's settings, as cmd/hookrelay's configuration applies
+// them. The API applies none itself, because the zero values mean something
+// else: a zero Config.SecretGrace ends a replaced secret at once, an empty
+// Config.EventTypes allows only "*", and NewServer listens where it is told.
+const (
+	// DefaultAddr is the default of HOOKRELAY_API_ADDR.
+	DefaultAddr = ":8080"
+	// DefaultSecretGrace is the default of HOOKRELAY_SECRET_GRACE.
+	DefaultSecretGrace = 24 * time.Hour
+)
+
+// DefaultEventTypes returns the default of HOOKRELAY_EVENT_TYPES: the events
+// of the example config domain and the test send. Each call returns a new
+// slice.
+func DefaultEventTypes() []string {
+	return []string{"config.deployed", "config.committed", "config.archived", testEventType}
+}
+
 // Config is the API's configuration; cmd/hookrelay fills it from config.Config.
 type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on every

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/safedial"
 )
 
@@ -96,9 +98,7 @@ func newValidator(allowPrivate bool, eventTypes []string, headerPrefix string) v
 	for _, t := range eventTypes {
 		v.eventTypes[t] = true
 	}
-	if headerPrefix == "" {
-		headerPrefix = "X-Agenta"
-	}
+	headerPrefix = cmp.Or(headerPrefix, httpsend.DefaultHeaderPrefix)
 	v.reservedPrefixes = []string{strings.ToLower(headerPrefix) + "-", "webhook-"}
 	return v
 }

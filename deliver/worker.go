@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,13 +27,25 @@ import (
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
-// Defaults applied by NewWorker to zero Config fields.
+// Defaults applied by NewWorker to zero Config fields. They are also the
+// defaults of HOOKRELAY_WORKER_CONCURRENCY, HOOKRELAY_CLAIM_IDLE and
+// HOOKRELAY_MAX_ATTEMPTS; the relay stamps DefaultMaxAttempts on new
+// deliveries when it is given no limit.
 const (
 	DefaultConcurrency = 32
 	DefaultClaimIdle   = time.Minute
 	DefaultMaxAttempts = 6
 	DefaultPoisonAfter = 5
 )
+
+// DefaultRetrySchedule returns the delays before attempts 2..6 that
+// NewWorker uses when Config.RetrySchedule is empty, and the default of
+// HOOKRELAY_RETRY_SCHEDULE: 1m, 5m, 15m, 1h, 4h. With DefaultMaxAttempts it
+// spreads a delivery's attempts over about 5 h 21 min. Each call returns a
+// new slice.
+func DefaultRetrySchedule() []time.Duration {
+	return []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 4 * time.Hour}
+}
 
 // readBlock bounds how long one XREADGROUP waits for entries, and so how long
 // Stop waits for the read loop to notice it.
@@ -52,7 +65,7 @@ type Config struct {
 	// start-up configuration checks that.
 	ClaimIdle time.Duration
 	// RetrySchedule holds the delays before attempts 2..n; its last delay
-	// repeats. Default: 1m, 5m, 15m, 1h, 4h (the documented default).
+	// repeats. Default: DefaultRetrySchedule().
 	RetrySchedule []time.Duration
 	// MaxAttempts is only a default: each delivery carries its own max_attempts.
 	MaxAttempts int
@@ -83,7 +96,7 @@ func (c *Config) setDefaults() error {
 		host, _ := os.Hostname()
 		b := make([]byte, 4)
 		_, _ = rand.Read(b)
-		c.Consumer = fmt.Sprintf("%s-%d-%s", cmpOr(host, "worker"), os.Getpid(), hex.EncodeToString(b))
+		c.Consumer = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), hex.EncodeToString(b))
 	}
 	c.Concurrency = cmpPositive(c.Concurrency, DefaultConcurrency)
 	c.ClaimIdle = cmpPositive(c.ClaimIdle, DefaultClaimIdle)
@@ -92,7 +105,7 @@ func (c *Config) setDefaults() error {
 	c.RecordBatch = cmpPositive(c.RecordBatch, DefaultRecordBatch)
 	c.RecordLinger = cmpPositive(c.RecordLinger, DefaultRecordLinger)
 	if len(c.RetrySchedule) == 0 {
-		c.RetrySchedule = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour, 4 * time.Hour}
+		c.RetrySchedule = DefaultRetrySchedule()
 	}
 	return nil
 }
@@ -455,16 +468,8 @@ func (w *Worker) release(n int) {
 	}
 }
 
+// cmpPositive is cmp.Or for settings where a negative value, like zero,
+// means "use the default".
 func cmpPositive[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
-func cmpOr(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
+	return cmp.Or(max(v, 0), def)
 }

@@ -41,6 +41,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
 	"github.com/hookrelay/hookrelay/internal/service"
@@ -59,16 +61,17 @@ import (
 // Config is what a Relay needs to know besides its connections.
 type Config struct {
 	Stream       string        // HOOKRELAY_STREAM: the stream key deliveries are published to
-	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per claim (default 500)
-	PollInterval time.Duration // HOOKRELAY_POLL_INTERVAL: safety-net poll (default 1s)
-	MaxAttempts  int           // HOOKRELAY_MAX_ATTEMPTS: copied into each new delivery row (default 6)
+	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per claim (default DefaultBatchSize)
+	PollInterval time.Duration // HOOKRELAY_POLL_INTERVAL: safety-net poll (default DefaultPollInterval)
+	MaxAttempts  int           // HOOKRELAY_MAX_ATTEMPTS: copied into each new delivery row (default deliver.DefaultMaxAttempts)
 }
 
-// Defaults applied by New to zero (or negative) Config fields.
+// Defaults applied by New to zero (or negative) Config fields, and the
+// defaults of HOOKRELAY_RELAY_BATCH and HOOKRELAY_POLL_INTERVAL. The attempt
+// limit is the worker's business: its default is deliver.DefaultMaxAttempts.
 const (
 	DefaultBatchSize    = 500
 	DefaultPollInterval = time.Second
-	DefaultMaxAttempts  = 6
 )
 
 const (
@@ -120,15 +123,9 @@ type Relay struct {
 // metrics off and a nil log discards.
 func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
 	m := metrics.New(reg)
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
-	}
+	cfg.BatchSize = cmp.Or(max(cfg.BatchSize, 0), DefaultBatchSize)
+	cfg.PollInterval = cmp.Or(max(cfg.PollInterval, 0), DefaultPollInterval)
+	cfg.MaxAttempts = cmp.Or(max(cfg.MaxAttempts, 0), deliver.DefaultMaxAttempts)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

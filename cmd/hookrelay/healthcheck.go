@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/hookrelay/hookrelay/api"
 )
+
+// defaultHealthURL is the API's health endpoint at its default address.
+const defaultHealthURL = "http://127.0.0.1" + api.DefaultAddr + "/healthz"
 
 // runHealthcheck GETs a URL and succeeds only on 200: the container image
 // has no shell or curl, so its health checks call the binary itself.
 func runHealthcheck(ctx context.Context, args []string) error {
-	url := "http://127.0.0.1:8080/healthz"
+	url := defaultHealthURL
 	if len(args) > 0 {
 		url = args[0]
 	}

@@ -37,7 +37,7 @@ func commands() []command {
 		{"run", "relay, worker and API in one process", runAll},
 		{"demo", "self-contained walkthrough: deliver one webhook and show it", runDemo},
 		{"bench", "measure the pipeline (emission, relay, delivery, latency, River baseline, memory)", runBench},
-		{"healthcheck", "GET a health URL (default http://127.0.0.1:8080/healthz); exit 0 on 200", runHealthcheck},
+		{"healthcheck", "GET a health URL (default " + defaultHealthURL + "); exit 0 on 200", runHealthcheck},
 	}
 }
 

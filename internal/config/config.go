@@ -103,7 +103,10 @@ func nameVariable(err error) error {
 	return errors.New(key + ":" + rest)
 }
 
-// Validate checks the values that parse but make no sense.
+// Validate checks the values that parse but make no sense: no count or
+// duration may be negative, and only HOOKRELAY_RETRY_AFTER_MAX (ignore
+// Retry-After) and HOOKRELAY_SECRET_GRACE (no grace) may be zero. Errors come
+// in field order.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -139,7 +142,9 @@ func (c Config) Validate() error {
 	if c.RetryAfterMax < 0 {
 		bad("HOOKRELAY_RETRY_AFTER_MAX", "must not be negative, got %s", c.RetryAfterMax)
 	}
-	if c.ClaimIdle < c.Timeout+ClaimMargin {
+	if c.ClaimIdle <= 0 {
+		bad("HOOKRELAY_CLAIM_IDLE", "must be positive, got %s", c.ClaimIdle)
+	} else if c.ClaimIdle < c.Timeout+ClaimMargin {
 		bad("HOOKRELAY_CLAIM_IDLE", "must be at least HOOKRELAY_TIMEOUT + %s (%s), got %s",
 			ClaimMargin, c.Timeout+ClaimMargin, c.ClaimIdle)
 	}
@@ -155,15 +160,18 @@ func (c Config) Validate() error {
 	if c.RelayBatch < 1 || c.RelayBatch > 10000 {
 		bad("HOOKRELAY_RELAY_BATCH", "must be between 1 and 10000, got %d", c.RelayBatch)
 	}
-	for name, d := range map[string]time.Duration{
-		"HOOKRELAY_RECONCILE_INTERVAL": c.ReconcileInterval,
-		"HOOKRELAY_RECONCILE_AFTER":    c.ReconcileAfter,
-		"HOOKRELAY_RETAIN_OUTBOX":      c.RetainOutbox,
-		"HOOKRELAY_RETAIN_DELIVERIES":  c.RetainDeliveries,
-		"HOOKRELAY_RETENTION_INTERVAL": c.RetentionInterval,
+	for _, v := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"HOOKRELAY_RECONCILE_INTERVAL", c.ReconcileInterval},
+		{"HOOKRELAY_RECONCILE_AFTER", c.ReconcileAfter},
+		{"HOOKRELAY_RETAIN_OUTBOX", c.RetainOutbox},
+		{"HOOKRELAY_RETAIN_DELIVERIES", c.RetainDeliveries},
+		{"HOOKRELAY_RETENTION_INTERVAL", c.RetentionInterval},
 	} {
-		if d <= 0 {
-			bad(name, "must be positive, got %s", d)
+		if v.d <= 0 {
+			bad(v.name, "must be positive, got %s", v.d)
 		}
 	}
 	if c.ReconcileAfter > 0 && c.ReconcileAfter < c.Timeout+ClaimMargin {
@@ -180,11 +188,4 @@ func (c Config) Validate() error {
 		bad("HOOKRELAY_USER_AGENT", "must not be empty")
 	}
 	return errors.Join(errs...)
-}
-
-// RetryDelay is the delay before attempt n+1 after attempt n (n >= 1) failed;
-// past the end of the schedule its last delay repeats.
-func (c Config) RetryDelay(attempt int) time.Duration {
-	i := min(max(attempt-1, 0), len(c.RetrySchedule)-1)
-	return c.RetrySchedule[i]
 }

@@ -9,6 +9,7 @@ package httpsend
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,13 +26,18 @@ import (
 	"github.com/hookrelay/hookrelay/signature"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields, and the defaults of
+// HOOKRELAY_TIMEOUT, HOOKRELAY_USER_AGENT and HOOKRELAY_HEADER_PREFIX.
 const (
 	DefaultTimeout         = 10 * time.Second
 	DefaultMaxResponseBody = 4096
 	DefaultUserAgent       = "Agenta-Webhooks/1.0"
 	DefaultHeaderPrefix    = "X-Agenta"
 )
+
+// DefaultRetryAfterMax is the default of HOOKRELAY_RETRY_AFTER_MAX. New does
+// not apply it: a zero Config.RetryAfterMax means Retry-After is ignored.
+const DefaultRetryAfterMax = time.Hour
 
 // drainLimit is how many response bytes past MaxResponseBody are read and
 // discarded so that the connection can be reused; a longer body closes it.
@@ -98,18 +104,10 @@ type Sender struct {
 // cfg.AllowPrivate, no environment proxy (a proxy would hide the real target from
 // the guard), and redirects returned as results rather than followed.
 func New(cfg Config) *Sender {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxResponseBody <= 0 {
-		cfg.MaxResponseBody = DefaultMaxResponseBody
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = DefaultUserAgent
-	}
-	if cfg.HeaderPrefix == "" {
-		cfg.HeaderPrefix = DefaultHeaderPrefix
-	}
+	cfg.Timeout = cmp.Or(max(cfg.Timeout, 0), DefaultTimeout)
+	cfg.MaxResponseBody = cmp.Or(max(cfg.MaxResponseBody, 0), DefaultMaxResponseBody)
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, DefaultUserAgent)
+	cfg.HeaderPrefix = cmp.Or(cfg.HeaderPrefix, DefaultHeaderPrefix)
 	dialer := &net.Dialer{
 		Timeout:   cfg.Timeout,
 		KeepAlive: 30 * time.Second,

@@ -189,7 +189,7 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 	for i, j := range jobs {
 		ids[i] = pgUUID(j.id)
 	}
-	rows, err := w.pool.Query(ctx, loadTargets, pgx.QueryExecModeCacheDescribe, ids)
+	rows, err := w.pool.Query(ctx, loadTargetsSQL, pgx.QueryExecModeCacheDescribe, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
 	}
@@ -283,7 +283,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 func (w *Worker) finishUnsent(ctx context.Context, j job, t *target, status, reason string) error {
 	var tag pgconn.CommandTag
 	err := w.retry(ctx, w.finishTrack, func() (err error) {
-		tag, err = w.pool.Exec(ctx, finishUnsent, t.ID, status, reason)
+		tag, err = w.pool.Exec(ctx, finishUnsentSQL, t.ID, status, reason)
 		return err
 	})
 	if err != nil {

@@ -2,12 +2,12 @@ package deliver
 
 // The package's SQL, in one place.
 
-// loadTargets reads, for every delivery id of one stream read, the delivery
+// loadTargetsSQL reads, for every delivery id of one stream read, the delivery
 // and its webhook (NULL columns when the webhook was deleted). due is false
 // while a scheduled retry is still in the future (its River job owns it).
 // The previous secrets are those whose grace period has not ended, most
 // recently retired first (empty when the webhook was deleted).
-const loadTargets = `
+const loadTargetsSQL = `
 SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
        d.event_id, d.event_type, d.event_created_at, d.project_id, d.payload,
        (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()) AS due,
@@ -19,7 +19,7 @@ FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
 WHERE d.id = ANY($1)`
 
-// beginRecord begins a recording transaction in which the planner avoids
+// beginRecordSQL begins a recording transaction in which the planner avoids
 // sequential scans, in the same round trip as BEGIN. Cached generic plans are
 // made once per connection, often while the deliveries table is nearly empty,
 // and are not remade as it grows before autovacuum analyzes it: the lock and
@@ -32,34 +32,34 @@ WHERE d.id = ANY($1)`
 // (a frozen worker's transaction, the mass update of a webhook DELETE): the
 // batch then fails with lock_not_available and its attempts are recorded one
 // by one, so that the rows not held go through.
-const beginRecord = `BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL lock_timeout = '1s'`
+const beginRecordSQL = `BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL lock_timeout = '1s'`
 
-// recordedAttempts finds which of a batch's attempts (delivery id, start
+// recordedAttemptsSQL finds which of a batch's attempts (delivery id, start
 // time) are already recorded: after a COMMIT whose answer was lost, the
 // retry must not record them twice.
-const recordedAttempts = `
+const recordedAttemptsSQL = `
 SELECT a.delivery_id, a.started_at
 FROM unnest($1::uuid[], $2::timestamptz[]) AS u(delivery_id, started_at)
 JOIN hookrelay.delivery_attempts a ON a.delivery_id = u.delivery_id AND a.started_at = u.started_at`
 
-// finishUnsent ends a pending delivery without an HTTP attempt (skipped, or
+// finishUnsentSQL ends a pending delivery without an HTTP attempt (skipped, or
 // failed with no attempts left).
-const finishUnsent = `
+const finishUnsentSQL = `
 UPDATE hookrelay.deliveries
 SET status = $2, last_error = $3, next_attempt_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'pending'`
 
-// lockDeliveries locks the delivery rows of one recording batch, in id order
+// lockDeliveriesSQL locks the delivery rows of one recording batch, in id order
 // so that concurrent batches sharing rows cannot deadlock, and reads the
 // database's clock, from which due times are computed.
-const lockDeliveries = `
+const lockDeliveriesSQL = `
 SELECT id, status, attempts, max_attempts, now() FROM hookrelay.deliveries
 WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 
-// updateDeliveries records the outcome of the latest attempt of each delivery
+// updateDeliveriesSQL records the outcome of the latest attempt of each delivery
 // of a batch (one array element per delivery). delivered_at is set when the
 // delivery becomes delivered, and kept otherwise.
-const updateDeliveries = `
+const updateDeliveriesSQL = `
 UPDATE hookrelay.deliveries d
 SET attempts = u.attempts,
     status = u.status,
@@ -73,28 +73,28 @@ FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $5::timest
     AS u(id, attempts, status, next_attempt_at, last_attempt_at, last_response_status, last_error)
 WHERE d.id = u.id`
 
-// insertAttempts writes the audit rows of a batch's HTTP attempts (one array
+// insertAttemptsSQL writes the audit rows of a batch's HTTP attempts (one array
 // element per attempt).
-const insertAttempts = `
+const insertAttemptsSQL = `
 INSERT INTO hookrelay.delivery_attempts
     (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
 SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::double precision[],
     $5::integer[], $6::text[], $7::text[], $8::text[])`
 
-// deactivateWebhook turns a webhook off after its endpoint answered 410 Gone.
-const deactivateWebhook = `
+// deactivateWebhookSQL turns a webhook off after its endpoint answered 410 Gone.
+const deactivateWebhookSQL = `
 UPDATE hookrelay.webhooks
 SET is_active = false, disabled_reason = $2, updated_at = now()
 WHERE id = $1 AND is_active`
 
-// lockForReplay locks a delivery of one project's webhook for a replay.
-const lockForReplay = `
+// lockForReplaySQL locks a delivery of one project's webhook for a replay.
+const lockForReplaySQL = `
 SELECT status FROM hookrelay.deliveries
 WHERE id = $1 AND project_id = $2 AND webhook_id = $3
 FOR UPDATE`
 
-// rearm gives a terminal delivery one more attempt.
-const rearm = `
+// rearmSQL gives a terminal delivery one more attempt.
+const rearmSQL = `
 UPDATE hookrelay.deliveries
 SET status = 'pending', max_attempts = attempts + 1, next_attempt_at = NULL,
     delivered_at = NULL, updated_at = now()

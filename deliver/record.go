@@ -89,7 +89,7 @@ type rowState struct {
 // attempts already in delivery_attempts are then left out, so that one HTTP
 // attempt is always one row.
 func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck bool) error {
-	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{BeginQuery: beginRecord}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{BeginQuery: beginRecordSQL}, func(tx pgx.Tx) error {
 		states, now, err := lockStates(ctx, tx, batch)
 		if err != nil {
 			return err
@@ -112,7 +112,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 			s.status, s.attempts, s.latest = a.d.status, a.d.attempt, i
 			rows.add(a)
 			if a.d.gone {
-				b.Queue(deactivateWebhook, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
+				b.Queue(deactivateWebhookSQL, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
 					a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
 			}
 		}
@@ -134,8 +134,8 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 					InsertOpts: &river.InsertOpts{ScheduledAt: *a.d.next}})
 			}
 		}
-		b.Queue(updateDeliveries, latest.args()...)
-		b.Queue(insertAttempts, rows.args()...)
+		b.Queue(updateDeliveriesSQL, latest.args()...)
+		b.Queue(insertAttemptsSQL, rows.args()...)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("record %d attempts: %w", rows.n, err)
 		}
@@ -167,7 +167,7 @@ func lockStates(ctx context.Context, tx pgx.Tx, batch []attempted) (map[uuid.UUI
 	for i, a := range batch {
 		ids[i] = pgUUID(a.t.ID)
 	}
-	rows, err := tx.Query(ctx, lockDeliveries, ids)
+	rows, err := tx.Query(ctx, lockDeliveriesSQL, ids)
 	if err != nil {
 		return nil, now, fmt.Errorf("lock deliveries: %w", err)
 	}
@@ -198,7 +198,7 @@ func markRecorded(ctx context.Context, tx pgx.Tx, batch []attempted) error {
 			started = append(started, a.res.Started)
 		}
 	}
-	rows, err := tx.Query(ctx, recordedAttempts, ids, started)
+	rows, err := tx.Query(ctx, recordedAttemptsSQL, ids, started)
 	if err != nil {
 		return fmt.Errorf("look for attempts already recorded: %w", err)
 	}
@@ -226,7 +226,7 @@ func markRecorded(ctx context.Context, tx pgx.Tx, batch []attempted) error {
 	return nil
 }
 
-// deliveryUpdates are the columns of updateDeliveries, one element per delivery.
+// deliveryUpdates are the columns of updateDeliveriesSQL, one element per delivery.
 type deliveryUpdates struct {
 	ids               []pgtype.UUID
 	attempts          []int32
@@ -251,7 +251,7 @@ func (u *deliveryUpdates) args() []any {
 	return []any{u.ids, u.attempts, u.statuses, u.next, u.lastAttempt, u.lastStatus, u.lastError}
 }
 
-// attemptRows are the columns of insertAttempts, one element per attempt.
+// attemptRows are the columns of insertAttemptsSQL, one element per attempt.
 type attemptRows struct {
 	n          int
 	ids        []pgtype.UUID

@@ -29,7 +29,7 @@ var (
 func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, projectID, webhookID, deliveryID uuid.UUID) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var status string
-		err := tx.QueryRow(ctx, lockForReplay, deliveryID, projectID, webhookID).Scan(&status)
+		err := tx.QueryRow(ctx, lockForReplaySQL, deliveryID, projectID, webhookID).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -39,7 +39,7 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, 
 		if status == statusPending {
 			return ErrNotReplayable
 		}
-		if _, err := tx.Exec(ctx, rearm, deliveryID); err != nil {
+		if _, err := tx.Exec(ctx, rearmSQL, deliveryID); err != nil {
 			return fmt.Errorf("rearm delivery: %w", err)
 		}
 		return nil

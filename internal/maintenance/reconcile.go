@@ -249,7 +249,7 @@ func (w *Reconciler) reconcile(ctx context.Context) (ReconcileResult, error) {
 	}
 	defer conn.Release()
 	var locked bool
-	if err := conn.QueryRow(ctx, sqlTryLock, lockKey).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, tryLockSQL, lockKey).Scan(&locked); err != nil {
 		return res, fmt.Errorf("reconcile: take advisory lock: %w", err)
 	}
 	if !locked {
@@ -259,7 +259,7 @@ func (w *Reconciler) reconcile(ctx context.Context) (ReconcileResult, error) {
 	defer func() {
 		// A failed unlock would leave the lock held by a pooled connection;
 		// close that connection instead so the lock goes with it.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), sqlUnlock, lockKey); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey); err != nil {
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()
@@ -345,13 +345,13 @@ func (w *Reconciler) carryOnReset(ctx context.Context, now time.Time) (int, erro
 	// published only now. Keep the reset until no event older than the loss
 	// is unpublished, so that those are re-published by a later run.
 	var relaying bool
-	if err := w.pool.QueryRow(ctx, sqlUnpublishedBefore, before).Scan(&relaying); err != nil {
+	if err := w.pool.QueryRow(ctx, unpublishedBeforeSQL, before).Scan(&relaying); err != nil {
 		return n, fmt.Errorf("reconcile: look for events still being relayed: %w", err)
 	}
 	if relaying {
 		return n, nil
 	}
-	if _, err := w.pool.Exec(ctx, sqlForgetState, keyResetBefore, v); err != nil {
+	if _, err := w.pool.Exec(ctx, forgetStateSQL, keyResetBefore, v); err != nil {
 		return n, fmt.Errorf("reconcile: forget %s: %w", keyResetBefore, err)
 	}
 	w.log.Info("re-published pending deliveries after the redis loss", "deliveries", n)
@@ -404,7 +404,7 @@ func minTime(a, b time.Time) time.Time {
 func (w *Reconciler) checkOutbox(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int
 	var oldest *time.Time
-	if err := w.pool.QueryRow(ctx, sqlUnpublishedOld, cutoff).Scan(&n, &oldest); err != nil {
+	if err := w.pool.QueryRow(ctx, unpublishedOldSQL, cutoff).Scan(&n, &oldest); err != nil {
 		return 0, fmt.Errorf("reconcile: count old unpublished outbox rows: %w", err)
 	}
 	if w.m != nil {
@@ -413,7 +413,7 @@ func (w *Reconciler) checkOutbox(ctx context.Context, cutoff time.Time) (int, er
 	if n == 0 {
 		return 0, nil
 	}
-	if _, err := w.pool.Exec(ctx, sqlWakeRelays); err != nil {
+	if _, err := w.pool.Exec(ctx, wakeRelaysSQL); err != nil {
 		return n, fmt.Errorf("reconcile: wake relays: %w", err)
 	}
 	if w.wake != nil {

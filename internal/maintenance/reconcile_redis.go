@@ -249,7 +249,7 @@ func (w *Reconciler) removeGoneConsumers(ctx context.Context) (int, error) {
 // loadState reads a value the reconciler keeps in Postgres ("" if none).
 func (w *Reconciler) loadState(ctx context.Context, key string) (string, error) {
 	var v string
-	err := w.pool.QueryRow(ctx, sqlLoadState, key).Scan(&v)
+	err := w.pool.QueryRow(ctx, loadStateSQL, key).Scan(&v)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("load %s: %w", key, err)
 	}
@@ -258,7 +258,7 @@ func (w *Reconciler) loadState(ctx context.Context, key string) (string, error) 
 
 // storeState remembers a value in Postgres.
 func (w *Reconciler) storeState(ctx context.Context, key, value string) error {
-	if _, err := w.pool.Exec(ctx, sqlStoreState, key, value); err != nil {
+	if _, err := w.pool.Exec(ctx, storeStateSQL, key, value); err != nil {
 		return fmt.Errorf("remember %s: %w", key, err)
 	}
 	return nil

@@ -17,29 +17,29 @@ const (
 	// lockKey is the advisory lock that lets one reconciler run at a time
 	// ("reconcil" as a 63-bit number).
 	lockKey    = 0x7265636f6e63696c
-	sqlTryLock = `SELECT pg_try_advisory_lock($1)`
-	sqlUnlock  = `SELECT pg_advisory_unlock($1)`
+	tryLockSQL = `SELECT pg_try_advisory_lock($1)`
+	unlockSQL  = `SELECT pg_advisory_unlock($1)`
 
 	keyRedisRunID  = "redis_run_id"
 	keyMarker      = "redis_marker"       // token of the marker group on the stream
 	keyResetBefore = "redis_reset_before" // a loss found then (unix µs) is still being re-published
 	keyBackAt      = "pipeline_back_at"   // runs failed until then (unix µs): an outage of Postgres or Redis
-	sqlLoadState   = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
-	sqlStoreState  = `
+	loadStateSQL   = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
+	storeStateSQL  = `
 INSERT INTO hookrelay.maintenance_state (key, value) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`
-	sqlForgetState = `DELETE FROM hookrelay.maintenance_state WHERE key = $1 AND value = $2`
+	forgetStateSQL = `DELETE FROM hookrelay.maintenance_state WHERE key = $1 AND value = $2`
 
 	// Served by outbox_unpublished_idx (a partial index of the few
 	// unpublished rows).
-	sqlUnpublishedOld = `
+	unpublishedOldSQL = `
 SELECT count(*), min(created_at) FROM hookrelay.outbox
 WHERE published_at IS NULL AND created_at < $1`
-	sqlWakeRelays = `SELECT pg_notify('hookrelay_outbox', '')`
+	wakeRelaysSQL = `SELECT pg_notify('hookrelay_outbox', '')`
 
 	// Whether an event created before $1 is still unpublished (served by
 	// outbox_unpublished_idx).
-	sqlUnpublishedBefore = `SELECT EXISTS (
+	unpublishedBeforeSQL = `SELECT EXISTS (
     SELECT 1 FROM hookrelay.outbox WHERE published_at IS NULL AND created_at < $1)`
 
 	// Picks a batch of pending deliveries idle since before $1 whose next
@@ -47,7 +47,7 @@ WHERE published_at IS NULL AND created_at < $1`
 	// (served by deliveries_pending_idx and the outbox's primary key),
 	// and marks them as just reconciled. SKIP LOCKED leaves alone the rows a
 	// worker is recording an attempt on right now.
-	sqlClaimStale = `
+	claimStaleSQL = `
 WITH picked AS (
     SELECT id FROM hookrelay.deliveries
     WHERE status = 'pending' AND updated_at < $1
@@ -77,7 +77,7 @@ func (w *Reconciler) republishBatch(ctx context.Context, updatedBefore, retryBef
 		return 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-	rows, err := tx.Query(ctx, sqlClaimStale, updatedBefore, retryBefore, w.cfg.BatchSize)
+	rows, err := tx.Query(ctx, claimStaleSQL, updatedBefore, retryBefore, w.cfg.BatchSize)
 	if err != nil {
 		return 0, 0, fmt.Errorf("claim deliveries: %w", err)
 	}

@@ -110,11 +110,11 @@ func (w *Retention) Prune(ctx context.Context) (RetentionResult, error) {
 	var res RetentionResult
 	deadline := time.Now().Add(w.cfg.Budget)
 	var err error
-	res.Outbox, _, res.Incomplete, err = w.prune(ctx, deadline, "outbox", sqlPruneOutbox, w.cfg.OutboxAge)
+	res.Outbox, _, res.Incomplete, err = w.prune(ctx, deadline, "outbox", pruneOutboxSQL, w.cfg.OutboxAge)
 	if err != nil || res.Incomplete {
 		return res, err
 	}
-	res.Deliveries, res.Attempts, res.Incomplete, err = w.prune(ctx, deadline, "deliveries", sqlPruneDeliveries, w.cfg.DeliveriesAge)
+	res.Deliveries, res.Attempts, res.Incomplete, err = w.prune(ctx, deadline, "deliveries", pruneDeliveriesSQL, w.cfg.DeliveriesAge)
 	return res, err
 }
 
@@ -149,7 +149,7 @@ func (w *Retention) prune(ctx context.Context, deadline time.Time, table, query 
 // deleted deliveries are counted from the statement's snapshot, before the
 // cascade removes them.
 const (
-	sqlPruneOutbox = `
+	pruneOutboxSQL = `
 WITH gone AS (
     DELETE FROM hookrelay.outbox WHERE id IN (
         SELECT id FROM hookrelay.outbox
@@ -160,7 +160,7 @@ WITH gone AS (
     RETURNING 1)
 SELECT count(*)::int, 0 FROM gone`
 
-	sqlPruneDeliveries = `
+	pruneDeliveriesSQL = `
 WITH gone AS (
     DELETE FROM hookrelay.deliveries WHERE id IN (
         SELECT id FROM hookrelay.deliveries

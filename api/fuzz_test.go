@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/api"
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 // fuzzSeeds are bodies for every JSON route: valid ones and near misses.

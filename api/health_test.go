@@ -10,8 +10,8 @@ import (
 
 	"github.com/hookrelay/hookrelay/api"
 	"github.com/hookrelay/hookrelay/internal/httpserver"
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 func TestAuth_TokenRequiredOnEveryRouteButHealthChecks(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/hookrelay/hookrelay/internal/testreceiver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 	"github.com/hookrelay/hookrelay/signature"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/stream"
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hookrelay/hookrelay/internal/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 

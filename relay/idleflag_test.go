@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/hookrelay/hookrelay/internal/testpg"
+	"github.com/hookrelay/hookrelay/internal/testkit/testpg"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )

@@ -9,7 +9,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"github.com/hookrelay/hookrelay/internal/bench"
+	"github.com/hookrelay/hookrelay/cmd/hookrelay/internal/bench"
 )
 
 // benchUsage documents the bench command; the flag list follows it.

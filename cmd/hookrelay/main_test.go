@@ -12,10 +12,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/hookrelay/hookrelay/internal/testbin"
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/internal/testreceiver"
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 	"github.com/hookrelay/hookrelay/signature"
 )
 

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/dbpool"
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/internal/testwait"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 func TestOpen_SessionsCarryTheTimeoutsAndKeepalives(t *testing.T) {

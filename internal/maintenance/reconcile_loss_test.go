@@ -15,8 +15,8 @@ import (
 	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
-	"github.com/hookrelay/hookrelay/internal/testredis"
-	"github.com/hookrelay/hookrelay/internal/testwait"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // groups lists the stream's consumer groups other than the reconciler's

@@ -17,8 +17,8 @@ import (
 	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
-	"github.com/hookrelay/hookrelay/internal/testdb"
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 const after = time.Minute

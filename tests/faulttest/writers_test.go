@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/hookrelay/hookrelay/internal/testwait"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/internal/config"
-	"github.com/hookrelay/hookrelay/internal/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
 )
 
 // Keys are a test's private stream and consumer group names.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/internal/testbin"
-	"github.com/hookrelay/hookrelay/internal/testpg"
+	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testpg"
 )
 
 // faultEnv are the settings of the fault tests of issue 9. The stale sweep

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/internal/testreceiver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 )
 
 // TestFaults_NoCommittedEventIsLost is the whole mix: writers emit through

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/internal/testpg"
-	"github.com/hookrelay/hookrelay/internal/testreceiver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testpg"
+	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 )
 
 // Bounds of the Postgres faults.

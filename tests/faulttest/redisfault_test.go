@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/internal/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 // redisLossBound is how soon after Redis loses its data every committed

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/hookrelay/hookrelay/internal/testpg"
+	"github.com/hookrelay/hookrelay/internal/testkit/testpg"
 )
 
 // TestCluster_KeepsCommittedRowsAcrossRestartCrashAndOutage checks that the

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hookrelay/hookrelay/internal/testredis"
-	"github.com/hookrelay/hookrelay/internal/testwait"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 func TestServer_RestrictedUserIsRefusedDangerousCommandsEvenAfterARestart(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookrelay/hookrelay/internal/bench"
+	"github.com/hookrelay/hookrelay/cmd/hookrelay/internal/bench"
 	"github.com/hookrelay/hookrelay/internal/config"
 )
 

@@ -27,7 +27,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/hookrelay/hookrelay/internal/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // deployBody is a valid deploy request; mod may change it.
@@ -70,11 +70,7 @@ func TestDeploy_EmitsExactlyOneConfigDeployedInTheDeployingTransaction(t *testin
 	if n := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE event_type = 'config.deployed'`); n != 2 {
 		t.Errorf("%d config.deployed rows after two deploys, want 2", n)
 	}
-	var m dto.Metric
-	if err := e.metrics.EventsEmitted.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 2 {
+	if got := testutil.ToFloat64(e.metrics.EventsEmitted); got != 2 {
 		t.Errorf("events emitted metric %v, want 2", got)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // BenchmarkWorker_DeliverToLoopback measures end-to-end deliveries per second
@@ -23,7 +25,7 @@ func BenchmarkWorker_DeliverToLoopback(b *testing.B) {
 	}
 	b.ResetTimer()
 	h.publish(ids...)
-	waitFor(b, time.Minute, func() bool {
+	testwait.Until(b, time.Minute, func() bool {
 		var n int
 		_ = h.db.Pool.QueryRow(context.Background(),
 			`SELECT count(*) FROM hookrelay.deliveries WHERE status = 'delivered'`).Scan(&n)

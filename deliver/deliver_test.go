@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/signature"
@@ -88,7 +89,7 @@ func TestWorker_DeliversSignedEnvelopeWithDesignHeaders(t *testing.T) {
 	if !ok || v1 != hex.EncodeToString(mac.Sum(nil)) {
 		t.Fatalf("signature header %q does not match HMAC-SHA256(secret, t.body)", sig)
 	}
-	if got := value(h.m.Deliveries.WithLabelValues("delivered")); got != 1 {
+	if got := testutil.ToFloat64(h.m.Deliveries.WithLabelValues("delivered")); got != 1 {
 		t.Fatalf("delivered outcomes = %v, want 1", got)
 	}
 }
@@ -132,7 +133,7 @@ func TestWorker_RetriesOnScheduleUntilReceiverRecovers(t *testing.T) {
 	if len(ids) != 1 || !ids[id.String()] {
 		t.Fatalf("delivery ids seen by the receiver %v, want only %s", ids, id)
 	}
-	if got := value(h.m.RetriesScheduled); got != 2 {
+	if got := testutil.ToFloat64(h.m.RetriesScheduled); got != 2 {
 		t.Fatalf("retries scheduled = %v, want 2", got)
 	}
 }
@@ -159,7 +160,7 @@ func TestWorker_FailsAfterMaxAttemptsThenReplayDelivers(t *testing.T) {
 	if att := h.attempts(id); len(att) != 3 || att[2].Body == nil || !strings.Contains(*att[2].Body, "boom") {
 		t.Fatalf("attempt rows %+v, want exactly 3 with the response body", att)
 	}
-	if got := value(h.m.DeadLetters); got != 1 {
+	if got := testutil.ToFloat64(h.m.DeadLetters); got != 1 {
 		t.Fatalf("dead letters = %v, want 1", got)
 	}
 

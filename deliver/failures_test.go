@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // classes returns the error class of each attempt ("" for none).
@@ -170,7 +171,7 @@ func TestWorker_SkipsInactiveAndDeletedWebhooks(t *testing.T) {
 	if n := len(rc.requests()); n != 0 {
 		t.Fatalf("receiver got %d requests, want 0", n)
 	}
-	if got := value(h.m.Deliveries.WithLabelValues("skipped")); got != 2 {
+	if got := testutil.ToFloat64(h.m.Deliveries.WithLabelValues("skipped")); got != 2 {
 		t.Fatalf("skipped outcomes = %v, want 2", got)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // batchedConfig is a worker configuration whose batches fill up: a lingering
@@ -29,7 +31,7 @@ func TestWorker_GroupCommitsManyDeliveriesInFewTransactions(t *testing.T) {
 	w := h.startWorker(h.batchedConfig())
 	h.publish(ids...)
 
-	waitFor(t, 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, func() bool {
 		return h.count(`SELECT count(*) FROM hookrelay.deliveries WHERE status = 'delivered'`) == n
 	},
 		func() string { return "not every delivery was delivered" })
@@ -44,7 +46,7 @@ func TestWorker_GroupCommitsManyDeliveriesInFewTransactions(t *testing.T) {
 	if txs := w.RecordTransactions(); txs == 0 || txs > n/5 {
 		t.Fatalf("%d deliveries recorded in %d transactions, want at most %d", n, txs, n/5)
 	}
-	if got := value(h.m.Deliveries.WithLabelValues("delivered")); got != n {
+	if got := testutil.ToFloat64(h.m.Deliveries.WithLabelValues("delivered")); got != n {
 		t.Fatalf("delivered outcomes = %v, want %d", got, n)
 	}
 }
@@ -67,7 +69,7 @@ FOR EACH ROW EXECUTE FUNCTION public.refuse_attempt()`)
 	w := h.startWorker(h.batchedConfig())
 	h.publish(ids...)
 
-	waitFor(t, 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, func() bool {
 		return h.count(`SELECT count(*) FROM hookrelay.deliveries WHERE status = 'delivered'`) == n-1
 	},
 		func() string { return "the other deliveries of the batch were not delivered" })
@@ -79,7 +81,7 @@ FOR EACH ROW EXECUTE FUNCTION public.refuse_attempt()`)
 	}
 	// Its entry alone stays pending in the group, for the claim loop.
 	var pending []string
-	waitFor(t, 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, func() bool {
 		p, err := h.rdb.XPendingExt(t.Context(), &redis.XPendingExtArgs{
 			Stream: h.keys.Stream, Group: h.keys.Group, Start: "-", End: "+", Count: 10,
 		}).Result()
@@ -123,7 +125,7 @@ func TestWorker_StopRecordsLingeringBatchAtOnce(t *testing.T) {
 	cfg.RecordLinger = time.Hour // only Stop can end this batch's wait
 	w := h.startWorker(cfg)
 	id := h.delivery(wh.ID, 3)
-	waitFor(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
 		func() string { return "the worker never sent the delivery" })
 	if d := h.state(id); d.Status != "pending" {
 		t.Fatalf("delivery %s before its batch was recorded, want pending", d.Status)
@@ -172,7 +174,7 @@ func (h *harness) createDeliveries(webhookID uuid.UUID, n int) []uuid.UUID {
 // waitStreamEmpty waits until every entry was acknowledged and deleted.
 func (h *harness) waitStreamEmpty(within time.Duration) {
 	h.t.Helper()
-	waitFor(h.t, within, func() bool {
+	testwait.Until(h.t, within, func() bool {
 		l, err := h.rdb.XLen(context.Background(), h.keys.Stream).Result()
 		return err == nil && l == 0
 	}, func() string { return "entries not acknowledged and deleted" })

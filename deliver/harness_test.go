@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 
@@ -206,7 +205,7 @@ func (h *harness) state(id uuid.UUID) deliveryRow {
 func (h *harness) waitStatus(id uuid.UUID, status string, within time.Duration) deliveryRow {
 	h.t.Helper()
 	var d deliveryRow
-	waitFor(h.t, within, func() bool { d = h.state(id); return d.Status == status },
+	testwait.Until(h.t, within, func() bool { d = h.state(id); return d.Status == status },
 		func() string { return "delivery status " + d.Status + ", want " + status })
 	return d
 }
@@ -235,12 +234,6 @@ func (h *harness) attempts(id uuid.UUID) []attemptRow {
 		h.t.Fatal(err)
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or within passes.
-func waitFor(t testing.TB, within time.Duration, cond func() bool, describe func() string) {
-	t.Helper()
-	testwait.Until(t, within, cond, describe)
 }
 
 // received is one request a receiver got.
@@ -293,19 +286,4 @@ func statusThen(code, n int) func(int, http.ResponseWriter, *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}
-}
-
-// value reads a counter or gauge.
-func value(m prometheus.Metric) float64 {
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		panic(err)
-	}
-	switch {
-	case out.Counter != nil:
-		return out.Counter.GetValue()
-	case out.Gauge != nil:
-		return out.Gauge.GetValue()
-	}
-	return 0
 }

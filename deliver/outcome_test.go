@@ -10,6 +10,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // recorder is a worker that is never started: the tests call Record.
@@ -132,7 +133,7 @@ func TestWorker_RowHeldElsewhereDoesNotBlockItsBatch(t *testing.T) {
 	}
 	h.startWorker(h.batchedConfig())
 	h.publish(ids...)
-	waitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, func() bool {
 		return h.count(`SELECT count(*) FROM hookrelay.deliveries WHERE status = 'delivered'`) == n-1
 	}, func() string { return "the deliveries whose rows are free were not recorded while one row was held" })
 	if err := holder.Commit(t.Context()); err != nil {
@@ -162,7 +163,7 @@ func TestWorker_SlowDeliveryIsNotReclaimedFromALiveWorker(t *testing.T) {
 	cfg.Consumer = "first"
 	h.startWorker(cfg)
 	id := h.delivery(wh.ID, 3)
-	waitFor(t, 5*time.Second, func() bool { return len(rc.requests()) == 1 }, func() string { return "no request" })
+	testwait.Until(t, 5*time.Second, func() bool { return len(rc.requests()) == 1 }, func() string { return "no request" })
 	cfg.Consumer = "second"
 	h.startWorker(cfg)
 	h.waitStatus(id, "delivered", 10*time.Second)
@@ -182,6 +183,6 @@ func TestWorker_NoGroupAsksForAReconcile(t *testing.T) {
 	if err := h.rdb.Del(t.Context(), h.keys.Stream).Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return asked.Load() > 0 },
+	testwait.Until(t, 5*time.Second, func() bool { return asked.Load() > 0 },
 		func() string { return "the worker met NOGROUP without asking for a reconcile run" })
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // TestWorker_LookupsByIDStayIndexedAfterTheTableGrows proves that the
@@ -68,7 +69,7 @@ func TestWorker_LookupsByIDStayIndexedAfterTheTableGrows(t *testing.T) {
 	pool.Close() // the backend reports its table statistics as it exits
 	// Its recorded updates show up once its statistics are in.
 	var updated, seqRead int
-	waitFor(t, 15*time.Second, func() bool {
+	testwait.Until(t, 15*time.Second, func() bool {
 		err := h.db.Pool.QueryRow(context.Background(), `
 			SELECT n_tup_upd, seq_tup_read FROM pg_stat_user_tables
 			WHERE schemaname = 'hookrelay' AND relname = 'deliveries'`).Scan(&updated, &seqRead)

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {
@@ -31,7 +33,7 @@ func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {
 	cfgA.Consumer = "worker-a"
 	a := h.startWorker(cfgA)
 	id := h.delivery(wh.ID, 3)
-	waitFor(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
 		func() string { return "the first worker never sent the delivery" })
 	a.Kill()
 
@@ -50,7 +52,7 @@ func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {
 	if d.Attempts != 1 || len(att) != 1 || att[0].StatusCode == nil || *att[0].StatusCode != 200 {
 		t.Fatalf("audit %+v, want exactly one attempt, delivered (the killed one recorded nothing)", att)
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, func() bool {
 		p, err := h.rdb.XPending(t.Context(), h.keys.Stream, h.keys.Group).Result()
 		return err == nil && p.Count == 0
 	}, func() string { return "entry still pending after delivery" })
@@ -66,7 +68,7 @@ func TestWorker_StopFinishesInFlightDeliveries(t *testing.T) {
 	wh := h.webhook(rc.URL)
 	w := h.startWorker(h.config())
 	id := h.delivery(wh.ID, 3)
-	waitFor(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
 		func() string { return "the worker never sent the delivery" })
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -96,7 +98,7 @@ func TestWorker_RecreatesGroupAfterRedisRestartsEmpty(t *testing.T) {
 
 	srv.Restart()
 	// Wait until the restarted server answers the client before publishing.
-	waitFor(t, 10*time.Second, func() bool { return h.rdb.Ping(t.Context()).Err() == nil },
+	testwait.Until(t, 10*time.Second, func() bool { return h.rdb.Ping(t.Context()).Err() == nil },
 		func() string { return "Redis did not come back" })
 	id := h.delivery(wh.ID, 3)
 	h.waitStatus(id, "delivered", 15*time.Second)
@@ -116,9 +118,9 @@ func TestWorker_UnknownDeliveryIsCountedAndAcked(t *testing.T) {
 	id := h.delivery(wh.ID, 3)
 
 	h.waitStatus(id, "delivered", 10*time.Second)
-	waitFor(t, 5*time.Second, func() bool { return value(h.m.UnknownDeliveries) == 1 },
+	testwait.Until(t, 5*time.Second, func() bool { return testutil.ToFloat64(h.m.UnknownDeliveries) == 1 },
 		func() string { return "unknown delivery not counted" })
-	waitFor(t, 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, func() bool {
 		n, _ := h.rdb.XLen(t.Context(), h.keys.Stream).Result()
 		return n == 0
 	}, func() string { return "unknown delivery's entry not acked and deleted" })
@@ -158,7 +160,7 @@ func TestWorker_MovesPoisonEntriesToDeadStream(t *testing.T) {
 
 	dead := deliver.DeadStream(h.keys.Stream)
 	var entries []redis.XMessage
-	waitFor(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, func() bool {
 		entries, _ = h.rdb.XRange(ctx, dead, "-", "+").Result()
 		return len(entries) == 2
 	}, func() string { return "dead stream does not hold both poison entries" })
@@ -169,10 +171,13 @@ func TestWorker_MovesPoisonEntriesToDeadStream(t *testing.T) {
 	if r := reasons[stuckEntry]; !strings.Contains(r, "processing failed") {
 		t.Fatalf("stuck entry reason %q, want repeated processing failure", r)
 	}
-	if n, _ := h.rdb.XLen(ctx, h.keys.Stream).Result(); n != 0 {
-		t.Fatalf("stream still holds %d entries", n)
-	}
+	// The entries leave the stream after their copies reach the dead stream.
+	var n int64
+	testwait.Until(t, 5*time.Second, func() bool { n, _ = h.rdb.XLen(ctx, h.keys.Stream).Result(); return n == 0 },
+		func() string { return fmt.Sprintf("stream still holds %d entries", n) })
 	// Counted once the entry is off the stream, so wait for the count too.
-	waitFor(t, 5*time.Second, func() bool { return value(h.m.PoisonEntries) == 2 },
-		func() string { return fmt.Sprintf("poison entries = %v, want 2", value(h.m.PoisonEntries)) })
+	testwait.Until(t, 5*time.Second, func() bool { return testutil.ToFloat64(h.m.PoisonEntries) == 2 },
+		func() string {
+			return fmt.Sprintf("poison entries = %v, want 2", testutil.ToFloat64(h.m.PoisonEntries))
+		})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 func TestRelay_FanOutHonoursTypesProjectFiltersAndActive(t *testing.T) {
@@ -174,7 +176,7 @@ func TestRelay_FanOutRaceStillPublishesTheOtherRelaysDeliveries(t *testing.T) {
 		_, err := r.Drain(ctx)
 		drained <- err
 	}()
-	waitFor(t, 10*time.Second, "relay C's fan-out to wait for relay A's row lock", func() bool {
+	testwait.For(t, 10*time.Second, "relay C's fan-out to wait for relay A's row lock", func() bool {
 		return e.count(`SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'`) > 0
 	})

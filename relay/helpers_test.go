@@ -18,7 +18,6 @@ import (
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
-	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -174,12 +173,6 @@ func (e *env) idle() bool {
 		e.t.Fatal(err)
 	}
 	return idle == 1
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testwait.Until(t, within, cond, func() string { return "timed out waiting for " + what })
 }
 
 // load describes concurrent writers: each runs txs transactions of

@@ -8,23 +8,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/relay"
 )
-
-func value(c prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := c.Write(&d); err != nil {
-		panic(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
-}
 
 // checkAllOnStream fails unless every committed event (and no other) has
 // reached the stream, and none of the rolled-back ones did.
@@ -58,7 +47,7 @@ func TestRelay_ConcurrentWritersEveryCommittedEventReachesStream(t *testing.T) {
 	if len(rolledBack) == 0 || len(committed) < 8000 {
 		t.Fatalf("load too small to prove anything: %d committed, %d rolled back", len(committed), len(rolledBack))
 	}
-	waitFor(t, 30*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 30*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
 	if n := e.count(`SELECT count(*) FROM hookrelay.outbox`); n != len(committed) {
 		t.Fatalf("outbox holds %d events, %d committed", n, len(committed))
 	}
@@ -83,14 +72,14 @@ func TestRelay_RowCommittedLateIsNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	early := e.emit("config.deployed", map[string]any{"late": false})
-	waitFor(t, 10*time.Second, "the early event on the stream", func() bool { return e.eventsOnStream()[early] })
-	waitFor(t, 10*time.Second, "the relay to go idle", e.idle)
+	testwait.For(t, 10*time.Second, "the early event on the stream", func() bool { return e.eventsOnStream()[early] })
+	testwait.For(t, 10*time.Second, "the relay to go idle", e.idle)
 
 	if err := late.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the late event on the stream", func() bool { return e.eventsOnStream()[lateID] })
-	waitFor(t, 10*time.Second, "both events marked published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 10*time.Second, "the late event on the stream", func() bool { return e.eventsOnStream()[lateID] })
+	testwait.For(t, 10*time.Second, "both events marked published", func() bool { return e.unpublished() == 0 })
 }
 
 func TestRelay_StartedAfterEventsWereWrittenCatchesUp(t *testing.T) {
@@ -104,12 +93,12 @@ func TestRelay_StartedAfterEventsWereWrittenCatchesUp(t *testing.T) {
 	// Their NOTIFYs went to no one; only the catch-up at start finds them
 	// (the poll is an hour away).
 	_, m := e.relay(time.Hour, 20, true)
-	waitFor(t, 10*time.Second, "the backlog published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 10*time.Second, "the backlog published", func() bool { return e.unpublished() == 0 })
 	e.checkAllOnStream(ids, nil)
-	waitFor(t, 5*time.Second, "the relay to count 50 events", func() bool { return value(m.EventsRelayed) == 50 })
-	if value(m.RelayLag) <= 0 || value(m.EventsRelayed) != 50 || value(m.RelayBatches) < 3 {
+	testwait.For(t, 5*time.Second, "the relay to count 50 events", func() bool { return testutil.ToFloat64(m.EventsRelayed) == 50 })
+	if testutil.ToFloat64(m.RelayLag) <= 0 || testutil.ToFloat64(m.EventsRelayed) != 50 || testutil.ToFloat64(m.RelayBatches) < 3 {
 		t.Fatalf("metrics: lag %v (want the backlog's age), %v events, %v batches",
-			value(m.RelayLag), value(m.EventsRelayed), value(m.RelayBatches))
+			testutil.ToFloat64(m.RelayLag), testutil.ToFloat64(m.EventsRelayed), testutil.ToFloat64(m.RelayBatches))
 	}
 }
 
@@ -153,7 +142,7 @@ func TestRelay_KilledBetweenXAddAndMarkPublishedLosesNothing(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM hookrelay.deliveries`); n != 60 {
 		t.Fatalf("%d delivery rows, want 60 (one per event and webhook)", n)
 	}
-	if c := value(m.DeliveriesCreated); c != 0 {
+	if c := testutil.ToFloat64(m.DeliveriesCreated); c != 0 {
 		t.Fatalf("the fresh relay created %v deliveries, want 0", c)
 	}
 	seen := map[uuid.UUID]int{}
@@ -205,9 +194,9 @@ func TestRelay_StreamReaderAlwaysFindsTheDeliveryRow(t *testing.T) {
 	}()
 
 	committed, _ := e.write(ctx, load{writers: 4, txs: 150, eventsPerTx: 2, maxDelay: time.Millisecond})
-	waitFor(t, 20*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 20*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
 	total := int64(len(e.streamDeliveries()))
-	waitFor(t, 10*time.Second, "the reader to read every entry", func() bool { return read.Load() >= total })
+	testwait.For(t, 10*time.Second, "the reader to read every entry", func() bool { return read.Load() >= total })
 	cancel()
 	<-readerDone
 	if missing.Load() != 0 {
@@ -229,20 +218,20 @@ func TestRelay_TwoRelaysLoseNothingAndCreateNoDeliveryTwice(t *testing.T) {
 	committed, rolledBack := e.write(context.Background(), load{
 		writers: 8, txs: 100, eventsPerTx: 3, maxDelay: time.Millisecond, rollback: 0.1,
 	})
-	waitFor(t, 20*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 20*time.Second, "every event published", func() bool { return e.unpublished() == 0 })
 	e.checkAllOnStream(committed, rolledBack)
 	rows := e.count(`SELECT count(*) FROM hookrelay.deliveries`)
 	if rows != 2*len(committed) {
 		t.Fatalf("%d delivery rows for %d events and 2 webhooks", rows, len(committed))
 	}
-	if created := value(m1.DeliveriesCreated) + value(m2.DeliveriesCreated); int(created) != rows {
+	if created := testutil.ToFloat64(m1.DeliveriesCreated) + testutil.ToFloat64(m2.DeliveriesCreated); int(created) != rows {
 		t.Fatalf("the relays report %v deliveries created, the table holds %d", created, rows)
 	}
-	if relayed := value(m1.EventsRelayed) + value(m2.EventsRelayed); int(relayed) != len(committed) {
+	if relayed := testutil.ToFloat64(m1.EventsRelayed) + testutil.ToFloat64(m2.EventsRelayed); int(relayed) != len(committed) {
 		t.Fatalf("the relays report %v events relayed, %d committed", relayed, len(committed))
 	}
-	if value(m1.EventsRelayed) == 0 || value(m2.EventsRelayed) == 0 {
-		t.Logf("one relay did all the work (%v / %v)", value(m1.EventsRelayed), value(m2.EventsRelayed))
+	if testutil.ToFloat64(m1.EventsRelayed) == 0 || testutil.ToFloat64(m2.EventsRelayed) == 0 {
+		t.Logf("one relay did all the work (%v / %v)", testutil.ToFloat64(m1.EventsRelayed), testutil.ToFloat64(m2.EventsRelayed))
 	}
 }
 
@@ -279,7 +268,7 @@ func TestRelay_StopDuringLoadFinishesTheBatchInHand(t *testing.T) {
 	if err := r.Stop(sctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if got := int(value(m.RelayBatches)); got != published {
+	if got := int(testutil.ToFloat64(m.RelayBatches)); got != published {
 		t.Fatalf("%d batches reached the stream, %d were marked published: the batch in hand was abandoned", published, got)
 	}
 	cancel()
@@ -287,8 +276,8 @@ func TestRelay_StopDuringLoadFinishesTheBatchInHand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NOT NULL`); n != int(value(m.EventsRelayed)) {
-		t.Fatalf("%d outbox rows published, the relay reports %v", n, value(m.EventsRelayed))
+	if n := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NOT NULL`); n != int(testutil.ToFloat64(m.EventsRelayed)) {
+		t.Fatalf("%d outbox rows published, the relay reports %v", n, testutil.ToFloat64(m.EventsRelayed))
 	}
 	if n := e.count(`SELECT count(*) FROM hookrelay.outbox o WHERE published_at IS NOT NULL
 		AND NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d WHERE d.event_id = o.id)`); n != 0 {

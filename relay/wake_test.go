@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -25,19 +26,19 @@ func TestRelay_IdleRelayWakesOnNotifyAndIsIdleAgainAfterBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.quietRelay(time.Hour)
-	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+	testwait.For(t, 5*time.Second, "the relay to go idle", e.idle)
 
 	for i := range 3 {
 		start := time.Now()
 		id := e.emit("config.deployed", map[string]any{"i": i})
-		waitFor(t, 5*time.Second, "the isolated event on the stream", func() bool { return e.eventsOnStream()[id] })
+		testwait.For(t, 5*time.Second, "the isolated event on the stream", func() bool { return e.eventsOnStream()[id] })
 		t.Logf("isolated event %d on the stream after %s", i, time.Since(start))
-		waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+		testwait.For(t, 5*time.Second, "the relay to go idle", e.idle)
 	}
 
 	committed, _ := e.write(ctx, load{writers: 8, txs: 60, eventsPerTx: 2})
-	waitFor(t, 10*time.Second, "the burst published", func() bool { return e.unpublished() == 0 })
-	waitFor(t, 5*time.Second, "the relay to go idle after the burst", e.idle)
+	testwait.For(t, 10*time.Second, "the burst published", func() bool { return e.unpublished() == 0 })
+	testwait.For(t, 5*time.Second, "the relay to go idle after the burst", e.idle)
 	e.checkAllOnStream(append(committed, e.allEventsBefore(committed)...), nil)
 }
 
@@ -55,8 +56,8 @@ func TestRelay_WakePublishesWithoutNotify(t *testing.T) {
 	}
 	id := e.emit("config.deployed", map[string]any{}) // sends no NOTIFY
 	r.Wake()
-	waitFor(t, 5*time.Second, "the woken relay to publish", func() bool { return e.eventsOnStream()[id] })
-	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+	testwait.For(t, 5*time.Second, "the woken relay to publish", func() bool { return e.eventsOnStream()[id] })
+	testwait.For(t, 5*time.Second, "the relay to go idle", e.idle)
 }
 
 // quietRelay starts a relay and returns once it has made its two start-up
@@ -145,7 +146,7 @@ func TestRelay_EventCommittedJustBeforeGoingIdleIsNotStranded(t *testing.T) {
 	if id == uuid.Nil {
 		return
 	}
-	waitFor(t, 5*time.Second, "the event committed just before idle on the stream", func() bool { return e.eventsOnStream()[id] })
+	testwait.For(t, 5*time.Second, "the event committed just before idle on the stream", func() bool { return e.eventsOnStream()[id] })
 }
 
 // TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim stages the
@@ -196,7 +197,7 @@ func TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim(t *testing.
 	if err := <-straddle; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the straddling event on the stream", func() bool { return e.eventsOnStream()[id] })
+	testwait.For(t, 5*time.Second, "the straddling event on the stream", func() bool { return e.eventsOnStream()[id] })
 }
 
 // TestRelay_LostListenConnectionReconnectsAndCatchesUp kills the relay's
@@ -209,7 +210,7 @@ func TestRelay_LostListenConnectionReconnectsAndCatchesUp(t *testing.T) {
 	e.addWebhook(webhook{eventTypes: []string{"*"}})
 	ctx := context.Background()
 	e.quietRelay(time.Hour)
-	waitFor(t, 5*time.Second, "the relay to go idle", e.idle)
+	testwait.For(t, 5*time.Second, "the relay to go idle", e.idle)
 	listenerPID := func() (pid int) {
 		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
 			WHERE datname = current_database() AND query = 'LISTEN `+relay.Channel+`'`).Scan(&pid)
@@ -226,9 +227,9 @@ func TestRelay_LostListenConnectionReconnectsAndCatchesUp(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, old).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate the LISTEN session: %t, %v", killed, err)
 	}
-	waitFor(t, 5*time.Second, "the LISTEN session to end", func() bool { return listenerPID() != old })
+	testwait.For(t, 5*time.Second, "the LISTEN session to end", func() bool { return listenerPID() != old })
 	id := e.emit("config.deployed", map[string]any{}) // its NOTIFY finds no listener
-	waitFor(t, 10*time.Second, "the event on the stream after the reconnect", func() bool { return e.eventsOnStream()[id] })
+	testwait.For(t, 10*time.Second, "the event on the stream after the reconnect", func() bool { return e.eventsOnStream()[id] })
 	if pid := listenerPID(); pid == 0 {
 		t.Fatal("no LISTEN session after the reconnect")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/signature"
 )
 
@@ -108,20 +109,17 @@ func freeAddr(t *testing.T) string {
 
 func waitHealthy(t *testing.T, url string, p *testbin.Proc) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.Until(t, 30*time.Second, func() bool {
 		if p.Exited() {
 			t.Fatalf("%s exited before it was healthy:\n%s", p.Name, p.Output())
 		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not healthy within 30s", url)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, func() string { return url + " not healthy" })
 }
 
 func call(t *testing.T, method, url string, body, into any) {

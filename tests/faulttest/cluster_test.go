@@ -15,6 +15,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // cluster is one system under test: a database, a private Redis, a receiver
@@ -220,6 +221,10 @@ func (c *cluster) backlog() (unpublished, pending int, err error) {
 	return unpublished, pending, err
 }
 
+// pollEvery is how often the suite looks at Postgres or the receiver while
+// it waits: often enough for its bounds, rarely enough to add no load.
+const pollEvery = 100 * time.Millisecond
+
 // waitQuiesced waits until every committed event is published and every
 // delivery is terminal, and returns how long that took. A query that fails
 // (Postgres coming back from a fault) is tried again until timeout.
@@ -227,11 +232,11 @@ func (c *cluster) waitQuiesced(timeout time.Duration) time.Duration {
 	start := time.Now()
 	var unpublished, pending int
 	var err error
-	for time.Since(start) < timeout {
-		if unpublished, pending, err = c.backlog(); err == nil && unpublished == 0 && pending == 0 {
-			return time.Since(start)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if testwait.Poll(timeout, pollEvery, func() bool {
+		unpublished, pending, err = c.backlog()
+		return err == nil && unpublished == 0 && pending == 0
+	}) {
+		return time.Since(start)
 	}
 	c.t.Fatalf("not quiesced after %s: %d events unpublished, %d deliveries pending (last error: %v)", timeout, unpublished, pending, err)
 	return 0

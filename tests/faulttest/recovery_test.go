@@ -9,6 +9,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
 	"github.com/hookrelay/hookrelay/internal/testkit/testpg"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // faultEnv are the settings of the fault tests of issue 9. The stale sweep
@@ -128,7 +129,7 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 	first := map[string]time.Time{} // first 2xx receipt of each wanted pair
 	seen := 0
 	poll := func(until time.Time) {
-		for {
+		testwait.Poll(time.Until(until), pollEvery, func() bool {
 			reqs := c.recv.Requests()
 			for _, req := range reqs[seen:] {
 				var body struct{ Data map[string]any }
@@ -141,11 +142,8 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 				}
 			}
 			seen = len(reqs)
-			if len(first) == len(want) || time.Now().After(until) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return len(first) == len(want)
+		})
 	}
 	poll(faultEnd.Add(bound))
 	if missing := len(want) - len(first); missing > 0 {
@@ -161,10 +159,10 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 		}
 	}
 	// The receipts are in; the rows must turn terminal right after.
-	quiet := time.Now().Add(10 * time.Second)
-	for unpublished, pending, err := c.backlog(); (err != nil || unpublished+pending > 0) && time.Now().Before(quiet); unpublished, pending, err = c.backlog() {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Poll(10*time.Second, pollEvery, func() bool {
+		unpublished, pending, err := c.backlog()
+		return err == nil && unpublished+pending == 0
+	})
 
 	r := c.verify(w)
 	if float64(r.duplicates) > maxDuplicateShare*float64(r.deliveries) {

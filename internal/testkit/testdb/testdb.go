@@ -2,7 +2,8 @@
 // run in parallel against the real server without stepping on each other.
 //
 // The first caller in a test run migrates a template database (named after a
-// fingerprint of the migrations, so a changed migration makes a new one);
+// fingerprint of hookrelay's and River's migrations, so a changed migration
+// or a River upgrade makes a new one);
 // each test then gets a copy of it (CREATE DATABASE ... TEMPLATE), dropped
 // when the test ends.
 package testdb
@@ -22,6 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/dberr"
@@ -177,13 +180,28 @@ func ensureTemplate(ctx context.Context, admin string) (string, error) {
 	return name, nil
 }
 
+// fingerprint identifies the schema a template holds: hookrelay's migration
+// files and River's migrations (each version's SQL), so that a changed
+// migration of either, or a River upgrade, makes a new template instead of
+// reusing a stale one.
 func fingerprint() (string, error) {
+	river, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Schema: migrations.Schema})
+	if err != nil {
+		return "", fmt.Errorf("river migrations: %w", err)
+	}
+	return fingerprintOf(migrations.Files(), river.AllVersions())
+}
+
+func fingerprintOf(files fs.FS, river []rivermigrate.Migration) (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(migrations.Files(), ".", func(path string, d fs.DirEntry, err error) error {
+	for _, m := range river {
+		fmt.Fprintf(h, "river %d\n%s\n", m.Version, m.SQLUp)
+	}
+	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(migrations.Files(), path)
+		b, err := fs.ReadFile(files, path)
 		if err != nil {
 			return err
 		}

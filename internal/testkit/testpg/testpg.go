@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 
@@ -229,23 +230,19 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 // waitReady waits until the server answers a query.
 func (c *Cluster) waitReady() {
 	c.t.Helper()
-	deadline := time.Now().Add(ReadyTimeout)
-	for {
+	var err error
+	testwait.Until(c.t, ReadyTimeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, c.URL())
-		if err == nil {
+		defer cancel()
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, c.URL()); err == nil {
 			err = conn.Ping(ctx)
 			conn.Close(ctx)
 		}
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("testpg: server on port %d did not answer within %s: %v\n%s", c.Port, ReadyTimeout, err, c.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	}, func() string {
+		return fmt.Sprintf("testpg: server on port %d did not answer: %v\n%s", c.Port, err, c.Log())
+	})
 }
 
 func postgresUser(t testing.TB) *syscall.Credential {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // Keys are a test's private stream and consumer group names.
@@ -94,13 +95,8 @@ func (s *Server) Start() {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("testredis: redis-server on port %d did not answer within 10s", s.Port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(s.t, 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil },
+		func() string { return fmt.Sprintf("testredis: redis-server on port %d did not answer", s.Port) })
 	for _, args := range s.users {
 		if err := rdb.Do(context.Background(), args...).Err(); err != nil {
 			s.t.Fatalf("testredis: %v: %v", args[:3], err)

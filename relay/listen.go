@@ -16,26 +16,6 @@ const Channel = "hookrelay_outbox"
 // lost, so after every (re)LISTEN it wakes the relay to catch up.
 func (r *Relay) listen(ctx context.Context) {
 	defer close(r.listenDone)
-	stop := func() bool { return r.stopping() || ctx.Err() != nil }
-	for !stop() {
-		err := r.listenOnce(ctx)
-		if stop() {
-			return
-		}
-		r.listenTrack.Fail(fmt.Errorf("LISTEN connection lost; reconnecting: %w", err))
-		t := time.NewTimer(r.listenTrack.Backoff())
-		select {
-		case <-t.C:
-		case <-r.stopCh:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
-}
-
-// listenOnce connects, LISTENs and forwards notifications until the
-// connection fails or the relay stops.
-func (r *Relay) listenOnce(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -45,6 +25,19 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.listenTrack.Fail(fmt.Errorf("LISTEN connection lost; reconnecting: %w", err))
+		r.listenTrack.Wait(ctx)
+	}
+}
+
+// listenOnce connects, LISTENs and forwards notifications until the
+// connection fails or ctx (cancelled by Stop) ends.
+func (r *Relay) listenOnce(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, r.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)

@@ -9,11 +9,9 @@ import (
 	"net/http/httptest"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/hookrelay/hookrelay/api"
-	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 )
 
 // An API server: create a webhook (its secret is shown once), then deploy a
@@ -25,21 +23,16 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer db.Drop()
-	cfg, err := config.Load(ctx)
+	rdb, err := testredis.Dial(ctx) // your Redis client
 	if err != nil {
 		log.Fatal(err)
 	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		log.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 
 	h := api.New(api.Config{
-		EventTypes:  cfg.EventTypes,
-		SecretGrace: cfg.SecretGrace,
-		Stream:      cfg.Stream,
+		EventTypes:  api.DefaultEventTypes(),
+		SecretGrace: api.DefaultSecretGrace,
+		Stream:      "queues:webhooks",
 	}, db.Pool, rdb, nil, nil)
 	srv := httptest.NewServer(h) // or any http.Server
 	defer srv.Close()

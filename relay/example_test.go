@@ -5,10 +5,9 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 	"github.com/hookrelay/hookrelay/outbox"
 	"github.com/hookrelay/hookrelay/relay"
 )
@@ -24,9 +23,11 @@ func Example() {
 		return
 	}
 	defer db.Drop()
-	cfg, _ := config.Load(ctx)
-	opt, _ := redis.ParseURL(cfg.RedisURL)
-	rdb := redis.NewClient(opt)
+	rdb, err := testredis.Dial(ctx) // your Redis client
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer rdb.Close()
 	streamKey := "example:" + uuid.NewString()
 	defer rdb.Del(ctx, streamKey)
@@ -36,7 +37,7 @@ func Example() {
 		VALUES ($1, 'ops', 'https://example.com/hook', 'whsec_example', '{config.deployed}')`, project)
 	_, _ = outbox.Emit(ctx, db.Pool, outbox.Event{Type: "config.deployed", ProjectID: project, Data: map[string]any{"version": 3}})
 
-	r := relay.New(db.Pool, rdb, relay.Config{Stream: streamKey, MaxAttempts: cfg.MaxAttempts}, nil, nil)
+	r := relay.New(db.Pool, rdb, relay.Config{Stream: streamKey}, nil, nil)
 	events, err := r.Drain(ctx)
 	fmt.Println("events published:", events, err)
 	fmt.Println("stream entries:", rdb.XLen(ctx, streamKey).Val())

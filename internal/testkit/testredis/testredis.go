@@ -33,17 +33,9 @@ type Keys struct {
 // server cannot be reached.
 func New(t testing.TB) (*redis.Client, Keys) {
 	t.Helper()
-	c, err := config.Load(context.Background())
+	rdb, err := Dial(context.Background())
 	if err != nil {
 		t.Fatalf("testredis: %v", err)
-	}
-	opt, err := redis.ParseURL(c.RedisURL)
-	if err != nil {
-		t.Fatalf("testredis: REDIS_URL: %v", err)
-	}
-	rdb := redis.NewClient(opt)
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("testredis: Redis is required (REDIS_URL=%s): %v", c.RedisURL, err)
 	}
 	id := randomHex(6)
 	keys := Keys{Stream: "test:" + id + ":webhooks", Group: "test-" + id}
@@ -52,6 +44,26 @@ func New(t testing.TB) (*redis.Client, Keys) {
 		rdb.Close()
 	})
 	return rdb, keys
+}
+
+// Dial returns a client of the shared Redis (REDIS_URL), for examples and
+// other callers without a testing.TB; the caller closes it. Its error names
+// Redis when the server cannot be reached.
+func Dial(ctx context.Context) (*redis.Client, error) {
+	c, err := config.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("Redis is required (REDIS_URL=%s): %w", c.RedisURL, err)
+	}
+	return rdb, nil
 }
 
 // Server is a private redis-server process (no persistence) on a free port.

@@ -21,6 +21,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/relay"
 )
 
 // Scenario names, in the order All runs them.
@@ -60,12 +63,13 @@ type Sizes struct {
 	RiverFetchCooldown time.Duration
 }
 
-// Smoke is the tiny preset: every scenario in seconds.
+// Smoke is the tiny preset: every scenario in seconds. Both presets run
+// hookrelay at its defaults (relay batch, worker concurrency).
 func Smoke() Sizes {
 	return Sizes{
 		Writers: 8, EmitDuration: 500 * time.Millisecond, EmitRounds: 1,
-		DrainEvents: 2000, RelayBatch: 500,
-		Deliveries: 500, Concurrency: 32, PoolSize: 16,
+		DrainEvents: 2000, RelayBatch: relay.DefaultBatchSize,
+		Deliveries: 500, Concurrency: deliver.DefaultConcurrency, PoolSize: 16,
 		Rate: 200, LatencyDuration: 1500 * time.Millisecond,
 		MemoryPending: 1000, MemoryDuration: 5 * time.Second,
 		RiverFetchCooldown: 100 * time.Millisecond,
@@ -76,8 +80,8 @@ func Smoke() Sizes {
 func Full() Sizes {
 	return Sizes{
 		Writers: 8, EmitDuration: 10 * time.Second, EmitRounds: 3,
-		DrainEvents: 1_000_000, RelayBatch: 500,
-		Deliveries: 100_000, Concurrency: 32, PoolSize: 16,
+		DrainEvents: 1_000_000, RelayBatch: relay.DefaultBatchSize,
+		Deliveries: 100_000, Concurrency: deliver.DefaultConcurrency, PoolSize: 16,
 		Rate: 1000, LatencyDuration: 30 * time.Second,
 		MemoryPending: 1_000_000, MemoryDuration: 60 * time.Second,
 		RiverFetchCooldown: 100 * time.Millisecond,

@@ -92,8 +92,8 @@ func (e *env) seedDeliveries(ctx context.Context, h hook, n int, key string) err
 	for done := 0; done < n; done += fillChunk {
 		rows, err := e.pool.Query(ctx, `INSERT INTO hookrelay.deliveries
     (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
-SELECT gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), 6 FROM generate_series(1, $5)
-RETURNING id`, h.ID, h.Project, eventType, data, min(fillChunk, n-done))
+SELECT gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), $6 FROM generate_series(1, $5)
+RETURNING id`, h.ID, h.Project, eventType, data, min(fillChunk, n-done), deliver.DefaultMaxAttempts)
 		if err != nil {
 			return fmt.Errorf("seed deliveries: %w", err)
 		}

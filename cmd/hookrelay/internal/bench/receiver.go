@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/internal/httpsend"
 )
 
 // receiver is the fast webhook receiver on loopback: it reads the body,
@@ -43,7 +45,7 @@ func newReceiver() (*receiver, error) {
 		deliveries: make(map[string]struct{}),
 		firstSeen:  make(map[uuid.UUID]time.Time),
 		changed:    make(chan struct{}),
-		header:     "X-Agenta-Delivery",
+		header:     httpsend.DefaultHeaderPrefix + "-Delivery",
 	}
 	r.srv = &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()

@@ -37,7 +37,7 @@ func TestWorker_DeliversSignedEnvelopeWithDesignHeaders(t *testing.T) {
 		t.Fatalf("attempt rows %+v, want one 200 row with the response body", att)
 	}
 
-	reqs := rc.requests()
+	reqs := rc.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("receiver got %d requests, want 1", len(reqs))
 	}
@@ -127,7 +127,7 @@ func TestWorker_RetriesOnScheduleUntilReceiverRecovers(t *testing.T) {
 		}
 	}
 	ids := map[string]bool{}
-	for _, r := range rc.requests() {
+	for _, r := range rc.Requests() {
 		ids[r.Header.Get("X-Agenta-Delivery")] = true
 	}
 	if len(ids) != 1 || !ids[id.String()] {

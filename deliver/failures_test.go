@@ -86,7 +86,7 @@ func TestWorker_RedirectIsNotFollowed(t *testing.T) {
 	if d.LastStatus == nil || *d.LastStatus != http.StatusFound {
 		t.Fatalf("delivery %+v, want last status 302", d)
 	}
-	if n := len(target.requests()); n != 0 {
+	if n := len(target.Requests()); n != 0 {
 		t.Fatalf("redirect target got %d requests, want 0", n)
 	}
 }
@@ -117,7 +117,7 @@ func TestWorker_GoneDeactivatesWebhookAndSkipsItsNextDeliveries(t *testing.T) {
 	if d.LastError == nil || !strings.Contains(*d.LastError, "410") {
 		t.Fatalf("next delivery %+v, want skipped with the webhook's reason", d)
 	}
-	if n := len(rc.requests()); n != 1 {
+	if n := len(rc.Requests()); n != 1 {
 		t.Fatalf("receiver got %d requests, want 1", n)
 	}
 }
@@ -144,7 +144,7 @@ func TestWorker_RefusesPrivateAddressesUnlessAllowed(t *testing.T) {
 			t.Fatal("refused attempt has no error message")
 		}
 	}
-	if n := len(rc.requests()); n != 0 {
+	if n := len(rc.Requests()); n != 0 {
 		t.Fatalf("loopback receiver got %d requests, want 0", n)
 	}
 }
@@ -168,7 +168,7 @@ func TestWorker_SkipsInactiveAndDeletedWebhooks(t *testing.T) {
 			t.Fatalf("skipped delivery %+v, want last_error containing %q and no attempt", d, why)
 		}
 	}
-	if n := len(rc.requests()); n != 0 {
+	if n := len(rc.Requests()); n != 0 {
 		t.Fatalf("receiver got %d requests, want 0", n)
 	}
 	if got := testutil.ToFloat64(h.m.Deliveries.WithLabelValues("skipped")); got != 2 {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
@@ -113,7 +114,7 @@ func TestWorker_DuplicateEntriesInFlightAreSentOnce(t *testing.T) {
 
 	h.waitStreamEmpty(10 * time.Second)
 	d := h.state(id)
-	if sent := len(rc.requests()); d.Status != "delivered" || d.Attempts != 1 || sent != 1 {
+	if sent := len(rc.Requests()); d.Status != "delivered" || d.Attempts != 1 || sent != 1 {
 		t.Fatalf("delivery %+v after %d requests, want delivered after one", d, sent)
 	}
 }
@@ -125,7 +126,7 @@ func TestWorker_StopRecordsLingeringBatchAtOnce(t *testing.T) {
 	cfg.RecordLinger = time.Hour // only Stop can end this batch's wait
 	w := h.startWorker(cfg)
 	id := h.delivery(wh.ID, 3)
-	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.Requests()) == 1 },
 		func() string { return "the worker never sent the delivery" })
 	if d := h.state(id); d.Status != "pending" {
 		t.Fatalf("delivery %s before its batch was recorded, want pending", d.Status)
@@ -156,7 +157,7 @@ func (h *harness) count(sql string) int {
 
 // newHookedHarness is a harness with a receiver answering 200 and a webhook
 // that delivers to it.
-func newHookedHarness(t *testing.T) (*harness, *receiver, hook) {
+func newHookedHarness(t *testing.T) (*harness, *receiver.Receiver, hook) {
 	h := newHarness(t)
 	rc := newReceiver(t, nil)
 	return h, rc, h.webhook(rc.URL)

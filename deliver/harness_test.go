@@ -3,10 +3,7 @@ package deliver_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +17,10 @@ import (
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/jobs"
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
+	"github.com/hookrelay/hookrelay/internal/testkit/testreceiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 	"github.com/hookrelay/hookrelay/outbox"
@@ -236,45 +235,15 @@ func (h *harness) attempts(id uuid.UUID) []attemptRow {
 	return out
 }
 
-// received is one request a receiver got.
-type received struct {
-	At     time.Time
-	Header http.Header
-	Body   []byte
-}
-
-// receiver is a loopback webhook endpoint whose answers a test scripts.
-type receiver struct {
-	URL     string
-	mu      sync.Mutex
-	reqs    []received
-	respond func(n int, w http.ResponseWriter, r *http.Request) // n counts requests from 1
-}
-
-// newReceiver starts a receiver; respond nil answers 200 {"ok":true}.
-func newReceiver(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
-	rc := &receiver{respond: respond}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		rc.reqs = append(rc.reqs, received{At: time.Now(), Header: r.Header.Clone(), Body: body})
-		n := len(rc.reqs)
-		rc.mu.Unlock()
-		if rc.respond == nil {
+// newReceiver starts a receiver whose answers respond scripts; nil answers
+// 200 {"ok":true}.
+func newReceiver(t testing.TB, respond receiver.Respond) *receiver.Receiver {
+	if respond == nil {
+		respond = func(_ int, w http.ResponseWriter, _ *http.Request) {
 			_ = json.NewEncoder(w).Encode(map[string]bool{"ok": true})
-			return
 		}
-		rc.respond(n, w, r)
-	}))
-	t.Cleanup(srv.Close)
-	rc.URL = srv.URL
-	return rc
-}
-
-func (rc *receiver) requests() []received {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]received(nil), rc.reqs...)
+	}
+	return testreceiver.Start(t, receiver.Options{Respond: respond})
 }
 
 // statusThen answers code to the first n requests and 200 afterwards.

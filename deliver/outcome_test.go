@@ -140,8 +140,8 @@ func TestWorker_RowHeldElsewhereDoesNotBlockItsBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitStatus(ids[0], "delivered", 10*time.Second)
-	if got := h.count(`SELECT count(*) FROM hookrelay.delivery_attempts`); got != n || len(rc.requests()) != n {
-		t.Fatalf("%d attempt rows, %d requests; want %d of each", got, len(rc.requests()), n)
+	if got := h.count(`SELECT count(*) FROM hookrelay.delivery_attempts`); got != n || len(rc.Requests()) != n {
+		t.Fatalf("%d attempt rows, %d requests; want %d of each", got, len(rc.Requests()), n)
 	}
 }
 
@@ -163,12 +163,12 @@ func TestWorker_SlowDeliveryIsNotReclaimedFromALiveWorker(t *testing.T) {
 	cfg.Consumer = "first"
 	h.startWorker(cfg)
 	id := h.delivery(wh.ID, 3)
-	testwait.Until(t, 5*time.Second, func() bool { return len(rc.requests()) == 1 }, func() string { return "no request" })
+	testwait.Until(t, 5*time.Second, func() bool { return len(rc.Requests()) == 1 }, func() string { return "no request" })
 	cfg.Consumer = "second"
 	h.startWorker(cfg)
 	h.waitStatus(id, "delivered", 10*time.Second)
 	h.waitStreamEmpty(5 * time.Second)
-	if n := len(rc.requests()); n != 1 {
+	if n := len(rc.Requests()); n != 1 {
 		t.Fatalf("%d requests for one delivery, want 1: the live worker's entry was reclaimed", n)
 	}
 }

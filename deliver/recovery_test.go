@@ -33,7 +33,7 @@ func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {
 	cfgA.Consumer = "worker-a"
 	a := h.startWorker(cfgA)
 	id := h.delivery(wh.ID, 3)
-	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.Requests()) == 1 },
 		func() string { return "the first worker never sent the delivery" })
 	a.Kill()
 
@@ -43,7 +43,7 @@ func TestWorker_KilledMidDeliveryIsReclaimedByAnotherWorker(t *testing.T) {
 	h.startWorker(cfgB)
 
 	d := h.waitStatus(id, "delivered", 10*time.Second)
-	reqs := rc.requests()
+	reqs := rc.Requests()
 	if len(reqs) != 2 || reqs[0].Header.Get("X-Agenta-Delivery") != id.String() ||
 		reqs[1].Header.Get("X-Agenta-Delivery") != id.String() {
 		t.Fatalf("receiver got %d requests, want the same delivery id %s twice", len(reqs), id)
@@ -68,7 +68,7 @@ func TestWorker_StopFinishesInFlightDeliveries(t *testing.T) {
 	wh := h.webhook(rc.URL)
 	w := h.startWorker(h.config())
 	id := h.delivery(wh.ID, 3)
-	testwait.Until(t, 10*time.Second, func() bool { return len(rc.requests()) == 1 },
+	testwait.Until(t, 10*time.Second, func() bool { return len(rc.Requests()) == 1 },
 		func() string { return "the worker never sent the delivery" })
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

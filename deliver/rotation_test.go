@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/api"
+	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/signature"
 )
 
@@ -38,11 +39,11 @@ func (h *harness) regenerator(grace time.Duration, webhookID uuid.UUID) func() s
 }
 
 // signatureOf delivers one event to hk and returns its body and signature header.
-func (h *harness) signatureOf(rc *receiver, hk hook) (body []byte, sig string) {
+func (h *harness) signatureOf(rc *receiver.Receiver, hk hook) (body []byte, sig string) {
 	h.t.Helper()
 	id := h.delivery(hk.ID, 3)
 	h.waitStatus(id, "delivered", 10*time.Second)
-	for _, r := range rc.requests() {
+	for _, r := range rc.Requests() {
 		if r.Header.Get("X-Agenta-Delivery") == id.String() {
 			return r.Body, r.Header.Get("X-Agenta-Signature")
 		}

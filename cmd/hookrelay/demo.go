@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/service"
 	"github.com/hookrelay/hookrelay/migrations"
 	"github.com/hookrelay/hookrelay/signature"
@@ -31,12 +31,6 @@ const (
 	demoTimeout     = 30 * time.Second
 	demoStopTimeout = 10 * time.Second
 )
-
-type received struct {
-	header http.Header
-	body   []byte
-	at     time.Time
-}
 
 // runDemo migrates, starts relay, worker and API in this process plus a local
 // receiver, creates a webhook and deploys a config through the API, then
@@ -65,13 +59,22 @@ func runDemo(ctx context.Context, _ []string) error {
 	// The receiver is on loopback, so this process must allow private targets.
 	d.cfg.AllowPrivateNetworks = true
 	d.cfg.APIAddr = "127.0.0.1:0"
-	got := make(chan received, 4)
-	recv, err := startReceiver(got)
+	got := make(chan receiver.Request, 4)
+	recv, err := receiver.Start(receiver.Options{
+		Respond: func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
+		Observe: func(r receiver.Request) {
+			select {
+			case got <- r:
+			default:
+			}
+		},
+	})
 	if err != nil {
 		return err
 	}
 	defer recv.Close()
-	fmt.Fprintln(out, "  receiver listening on", recv.url)
+	hookURL := recv.URL + "/hooks/hookrelay"
+	fmt.Fprintln(out, "  receiver listening on", hookURL)
 
 	reg := metrics.NewRegistry()
 	svcs, err := pipeline(d, reg)
@@ -97,7 +100,7 @@ func runDemo(ctx context.Context, _ []string) error {
 		Secret string `json:"secret"`
 	}
 	err = c.post(ctx, base+"/webhooks", map[string]any{
-		"name": "demo receiver", "url": recv.url, "event_types": []string{"config.deployed"},
+		"name": "demo receiver", "url": hookURL, "event_types": []string{"config.deployed"},
 	}, &hook)
 	if err != nil {
 		return fmt.Errorf("create webhook: %w", err)
@@ -122,14 +125,14 @@ func runDemo(ctx context.Context, _ []string) error {
 	}
 	fmt.Fprintf(out, "  deployed config %s v%d to production (event %s)\n\n", deployed.ConfigID, deployed.Version, deployed.EventID)
 
-	var r received
+	var r receiver.Request
 	select {
 	case r = <-got:
 	case <-ctx.Done():
 		return errors.New("the receiver got nothing within the demo's time limit")
 	}
-	printReceived(out, r, d.cfg.HeaderPrefix, hook.Secret, r.at.Sub(deployedAt))
-	if err := printAudit(ctx, d, out, r.header.Get(d.cfg.HeaderPrefix+"-Delivery")); err != nil {
+	printReceived(out, r, d.cfg.HeaderPrefix, hook.Secret, r.At.Sub(deployedAt))
+	if err := printAudit(ctx, d, out, r.Header.Get(d.cfg.HeaderPrefix+"-Delivery")); err != nil {
 		return err
 	}
 	stopServices()
@@ -151,34 +154,12 @@ func cleanDemoRows(ctx context.Context, d *deps) error {
 	return nil
 }
 
-type receiver struct {
-	*http.Server
-	url string
-}
-
-func startReceiver(got chan<- received) (*receiver, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("start receiver: %w", err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		select {
-		case got <- received{header: r.Header.Clone(), body: body, at: time.Now()}:
-		default:
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go srv.Serve(l) //nolint:errcheck // ends with Close
-	return &receiver{Server: srv, url: "http://" + l.Addr().String() + "/hooks/hookrelay"}, nil
-}
-
-func printReceived(out io.Writer, r received, prefix, secret string, after time.Duration) {
+func printReceived(out io.Writer, r receiver.Request, prefix, secret string, after time.Duration) {
 	fmt.Fprintf(out, "receiver got POST /hooks/hookrelay %s after the deploy:\n", after.Round(time.Millisecond))
 	for _, k := range []string{"Content-Type", "User-Agent"} {
-		fmt.Fprintf(out, "  %s: %s\n", k, r.header.Get(k))
+		fmt.Fprintf(out, "  %s: %s\n", k, r.Header.Get(k))
 	}
-	for k, v := range r.header {
+	for k, v := range r.Header {
 		if strings.HasPrefix(k, "X-") || strings.HasPrefix(k, "Webhook-") {
 			val := v[0]
 			if strings.Contains(k, "Signature") && len(val) > 40 {
@@ -187,14 +168,14 @@ func printReceived(out io.Writer, r received, prefix, secret string, after time.
 			fmt.Fprintf(out, "  %s: %s\n", k, val)
 		}
 	}
-	sig := r.header.Get(prefix + "-Signature")
-	if err := signature.Verify(r.body, sig, []string{secret}, 0); err != nil {
+	sig := r.Header.Get(prefix + "-Signature")
+	if err := signature.Verify(r.Body, sig, []string{secret}, 0); err != nil {
 		fmt.Fprintln(out, "  signature: NOT VERIFIED:", err)
 	} else {
 		fmt.Fprintln(out, "  signature: verified with the webhook's secret (signature.Verify)")
 	}
 	var pretty bytes.Buffer
-	if json.Indent(&pretty, r.body, "  ", "  ") == nil {
+	if json.Indent(&pretty, r.Body, "  ", "  ") == nil {
 		fmt.Fprintf(out, "  body:\n  %s\n", pretty.String())
 	}
 }

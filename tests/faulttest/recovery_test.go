@@ -131,7 +131,12 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 	poll := func(until time.Time) {
 		testwait.Poll(time.Until(until), pollEvery, func() bool {
 			reqs := c.recv.Requests()
-			for _, req := range reqs[seen:] {
+			next := len(reqs) // the first request still unanswered: look again from there
+			for i, req := range reqs[seen:] {
+				if !req.Answered {
+					next = min(next, seen+i)
+					continue
+				}
 				var body struct{ Data map[string]any }
 				if req.Status/100 != 2 || json.Unmarshal(req.Body, &body) != nil {
 					continue
@@ -141,7 +146,7 @@ func (c *cluster) expectRecovery(fault string, w written, faultEnd time.Time, bo
 					first[key] = req.At
 				}
 			}
-			seen = len(reqs)
+			seen = next
 			return len(first) == len(want)
 		})
 	}

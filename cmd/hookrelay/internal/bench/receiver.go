@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,15 +13,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	loopback "github.com/hookrelay/hookrelay/internal/receiver"
 )
 
-// receiver is the fast webhook receiver on loopback: it reads the body,
-// answers 200 with no body, and remembers when each event first arrived and
-// which delivery ids it saw (to count duplicates).
+// receiver is the loopback receiver (package receiver) with the bench's
+// bookkeeping: it answers 200 with no body, keeps no copy of the requests,
+// and remembers when each event first arrived and which delivery ids it saw
+// (to count duplicates).
 type receiver struct {
 	URL string
 
-	srv      *http.Server
+	srv      *loopback.Receiver
 	requests atomic.Int64
 
 	mu         sync.Mutex
@@ -36,19 +35,17 @@ type receiver struct {
 
 // newReceiver starts a receiver on 127.0.0.1; close it with close.
 func newReceiver() (*receiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bench: receiver: listen: %w", err)
-	}
 	r := &receiver{
-		URL:        "http://" + ln.Addr().String() + "/hook",
 		deliveries: make(map[string]struct{}),
 		firstSeen:  make(map[uuid.UUID]time.Time),
 		changed:    make(chan struct{}),
 		header:     httpsend.DefaultHeaderPrefix + "-Delivery",
 	}
-	r.srv = &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = r.srv.Serve(ln) }()
+	srv, err := loopback.Start(loopback.Options{Forget: true, Observe: r.observe})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	r.srv, r.URL = srv, srv.URL+"/hook"
 	return r, nil
 }
 
@@ -75,27 +72,16 @@ func (e *env) fixture(ctx context.Context) (fixture, error) {
 	return fixture{rcv: rcv, hook: h, key: key, group: group}, nil
 }
 
-func (r *receiver) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = r.srv.Shutdown(ctx)
-}
+func (r *receiver) close() { r.srv.Close() }
 
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	at := time.Now()
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	event, ok := eventID(body)
-	w.WriteHeader(http.StatusOK)
+func (r *receiver) observe(req loopback.Request) {
+	event, ok := eventID(req.Body)
 	r.requests.Add(1)
 	r.mu.Lock()
 	r.deliveries[req.Header.Get(r.header)] = struct{}{}
 	if ok {
 		if _, seen := r.firstSeen[event]; !seen {
-			r.firstSeen[event] = at
+			r.firstSeen[event] = req.At
 		}
 	}
 	close(r.changed)

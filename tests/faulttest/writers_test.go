@@ -143,19 +143,15 @@ func (ws *writers) emit(path int, ev *event, rollback bool, delay time.Duration)
 // eventExists says whether the event id was committed, asking Postgres
 // until it answers or deadline passes.
 func (c *cluster) eventExists(id uuid.UUID, deadline time.Time) (bool, error) {
-	for {
+	var exists bool
+	var err error
+	testwait.Poll(time.Until(deadline), pollEvery, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var exists bool
-		err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM hookrelay.outbox WHERE id = $1)`, id).Scan(&exists)
-		cancel()
-		if err == nil {
-			return exists, nil
-		}
-		if time.Now().After(deadline) {
-			return false, err
-		}
-		time.Sleep(100 * time.Millisecond) // back off before the next try
-	}
+		defer cancel()
+		err = c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM hookrelay.outbox WHERE id = $1)`, id).Scan(&exists)
+		return err == nil
+	})
+	return exists, err
 }
 
 // emitOne runs one transaction. atCommit says that an error came from

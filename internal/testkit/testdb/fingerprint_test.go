@@ -1,10 +1,14 @@
 package testdb
 
 import (
+	"slices"
 	"testing"
 	"testing/fstest"
 
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/hookrelay/hookrelay/migrations"
 )
 
 // A River upgrade that adds or changes a migration must not reuse a
@@ -29,5 +33,29 @@ func TestFingerprint_ChangesWithRiversMigrations(t *testing.T) {
 	}
 	if fp, err := fingerprint(); err != nil || fp == "" {
 		t.Fatalf("fingerprint of the real migrations: %q, %v", fp, err)
+	}
+}
+
+// The database a test gets has every migration this River knows; one copied
+// from a template that an older River migrated would not.
+func TestNew_DatabaseHasEveryRiverMigration(t *testing.T) {
+	db := New(t)
+	m, err := rivermigrate.New(riverpgxv5.New(db.Pool), &rivermigrate.Config{Schema: migrations.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	existing, err := m.ExistingVersions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []int
+	for _, e := range existing {
+		got = append(got, e.Version)
+	}
+	for _, a := range m.AllVersions() {
+		want = append(want, a.Version)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("River migration versions in the test database %v, want %v", got, want)
 	}
 }

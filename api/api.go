@@ -30,8 +30,8 @@ import (
 
 // Defaults of the API's settings, as cmd/hookrelay's configuration applies
 // them. The API applies none itself, because the zero values mean something
-// else: a zero Config.SecretGrace ends a replaced secret at once, an empty
-// Config.EventTypes allows only "*", and NewServer listens where it is told.
+// else: a zero Config.SecretGrace ends a replaced secret at once and an empty
+// Config.EventTypes allows only "*"; the address is the server's business.
 const (
 	// DefaultAddr is the default of HOOKRELAY_API_ADDR.
 	DefaultAddr = ":8080"
@@ -125,7 +125,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 	}
 	mux.Handle("GET /healthz", a.wrap(a.healthz))
 	mux.Handle("GET /readyz", a.wrap(a.readyz))
-	if g, ok := reg.(prometheus.Gatherer); ok {
+	if g, ok := metrics.Gatherer(reg); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}
 	return a.middleware(mux)

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,7 +255,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 	case !t.WebhookFound || !t.Active:
 		return false, w.finishUnsent(ctx, j, t, statusSkipped, skipReason(t))
 	}
-	maxAttempts := cmpPositive(t.MaxAttempts, w.cfg.MaxAttempts)
+	maxAttempts := cmp.Or(max(t.MaxAttempts, 0), w.cfg.MaxAttempts)
 	if t.Attempts >= maxAttempts {
 		return false, w.finishUnsent(ctx, j, t, statusFailed, "no attempts left")
 	}

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -108,7 +109,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 			if !ok || a.recorded {
 				continue // deleted meanwhile, or recorded by an earlier try
 			}
-			a.d = w.decide(s.status, s.attempts+1, cmpPositive(s.maxAttempts, w.cfg.MaxAttempts), a.res, now)
+			a.d = w.decide(s.status, s.attempts+1, cmp.Or(max(s.maxAttempts, 0), w.cfg.MaxAttempts), a.res, now)
 			s.status, s.attempts, s.latest = a.d.status, a.d.attempt, i
 			rows.add(a)
 			if a.d.gone {

@@ -98,12 +98,12 @@ func (c *Config) setDefaults() error {
 		_, _ = rand.Read(b)
 		c.Consumer = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), hex.EncodeToString(b))
 	}
-	c.Concurrency = cmpPositive(c.Concurrency, DefaultConcurrency)
-	c.ClaimIdle = cmpPositive(c.ClaimIdle, DefaultClaimIdle)
-	c.MaxAttempts = cmpPositive(c.MaxAttempts, DefaultMaxAttempts)
-	c.PoisonAfter = cmpPositive(c.PoisonAfter, DefaultPoisonAfter)
-	c.RecordBatch = cmpPositive(c.RecordBatch, DefaultRecordBatch)
-	c.RecordLinger = cmpPositive(c.RecordLinger, DefaultRecordLinger)
+	c.Concurrency = cmp.Or(max(c.Concurrency, 0), DefaultConcurrency)
+	c.ClaimIdle = cmp.Or(max(c.ClaimIdle, 0), DefaultClaimIdle)
+	c.MaxAttempts = cmp.Or(max(c.MaxAttempts, 0), DefaultMaxAttempts)
+	c.PoisonAfter = cmp.Or(max(c.PoisonAfter, 0), DefaultPoisonAfter)
+	c.RecordBatch = cmp.Or(max(c.RecordBatch, 0), DefaultRecordBatch)
+	c.RecordLinger = cmp.Or(max(c.RecordLinger, 0), DefaultRecordLinger)
 	if len(c.RetrySchedule) == 0 {
 		c.RetrySchedule = DefaultRetrySchedule()
 	}
@@ -125,7 +125,7 @@ type SendConfig = httpsend.Config
 //
 // Worker implements service.Service.
 type Worker struct {
-	service.Base
+	life service.Base // Start/Stop state; not exported, so callers cannot Exit it
 
 	pool   *pgxpool.Pool
 	rdb    redis.UniversalClient
@@ -209,7 +209,7 @@ func (w *Worker) Name() string { return "worker" }
 // and starts reading. Redis being unavailable does not fail Start: the loops
 // keep retrying.
 func (w *Worker) Start(ctx context.Context) error {
-	return w.Base.Start(func() error {
+	return w.life.Start(func() error {
 		if err := w.ensureGroup(ctx); err != nil {
 			w.log.Warn("cannot join consumer group yet; will retry", "err", err)
 		}
@@ -239,7 +239,7 @@ func (w *Worker) Start(ctx context.Context) error {
 // deliveries are abandoned: their entries stay pending in the consumer group
 // for another worker.
 func (w *Worker) Stop(ctx context.Context) error {
-	return w.Base.Stop(func() error {
+	return w.life.Stop(func() error {
 		w.mu.Lock()
 		stop, abandon := w.stop, w.abandon
 		w.mu.Unlock()
@@ -264,6 +264,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 	})
 }
+
+// Started is closed once Start has succeeded.
+func (w *Worker) Started() <-chan struct{} { return w.life.Started() }
+
+// Stopped is closed once the worker has stopped.
+func (w *Worker) Stopped() <-chan struct{} { return w.life.Stopped() }
+
+// Err is why the worker stopped on its own; nil while it runs and after Stop.
+func (w *Worker) Err() error { return w.life.Err() }
 
 // leaveGroup removes this consumer from the group after a clean stop, so
 // that consumers of past processes do not pile up. It keeps the consumer when
@@ -466,10 +475,4 @@ func (w *Worker) release(n int) {
 	for range n {
 		w.slots <- struct{}{}
 	}
-}
-
-// cmpPositive is cmp.Or for settings where a negative value, like zero,
-// means "use the default".
-func cmpPositive[T int | time.Duration](v, def T) T {
-	return cmp.Or(max(v, 0), def)
 }

@@ -95,7 +95,7 @@ type Relay struct {
 
 	wake chan struct{}
 
-	service.Base
+	life       service.Base  // Start/Stop state; not exported, so callers cannot Exit it
 	stopCh     chan struct{} // closed by Stop: finish the batch in hand
 	cancelWork context.CancelFunc
 	done       chan struct{} // closed when the relay loop has returned
@@ -153,7 +153,7 @@ func (r *Relay) Name() string { return "relay" }
 // first catches up on everything unpublished. The work outlives ctx; end it
 // with Stop.
 func (r *Relay) Start(ctx context.Context) error {
-	return r.Base.Start(func() error {
+	return r.life.Start(func() error {
 		if r.cfg.Stream == "" {
 			return errors.New("relay: no stream key configured")
 		}
@@ -177,7 +177,7 @@ func (r *Relay) Start(ctx context.Context) error {
 // first, the batch in hand is abandoned unpublished (it is claimed again
 // later) and Stop returns ctx's error.
 func (r *Relay) Stop(ctx context.Context) error {
-	return r.Base.Stop(func() error {
+	return r.life.Stop(func() error {
 		close(r.stopCh)
 		var err error
 		select {
@@ -191,6 +191,15 @@ func (r *Relay) Stop(ctx context.Context) error {
 		return err
 	})
 }
+
+// Started is closed once Start has succeeded.
+func (r *Relay) Started() <-chan struct{} { return r.life.Started() }
+
+// Stopped is closed once the relay has stopped.
+func (r *Relay) Stopped() <-chan struct{} { return r.life.Stopped() }
+
+// Err is why the relay stopped on its own; nil while it runs and after Stop.
+func (r *Relay) Err() error { return r.life.Err() }
 
 // Wake nudges the relay to look for unpublished events now. It never blocks;
 // nudges that arrive while one is pending are merged.

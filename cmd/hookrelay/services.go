@@ -53,15 +53,15 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 		Retention: maintenance.RetentionConfig{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries,
 			Interval: c.RetentionInterval},
 	}, wake, metrics.New(reg), d.log.With("service", "maintenance"))
+	jobsLog := d.log.With("service", "jobs")
 	workers := river.NewWorkers()
 	if err := errors.Join(
-		deliver.AddWorkers(workers, d.rdb, c.Stream, reg, d.log.With("service", "jobs")),
+		deliver.AddWorkers(workers, d.rdb, c.Stream, reg, jobsLog),
 		maint.AddWorkers(workers),
 	); err != nil {
 		return nil, err
 	}
-	jc, err := jobs.New(d.pool, jobs.Config{Workers: workers, PeriodicJobs: maint.PeriodicJobs(),
-		Logger: d.log.With("service", "jobs")})
+	jc, err := jobs.New(d.pool, jobs.Config{Workers: workers, PeriodicJobs: maint.PeriodicJobs(), Logger: jobsLog})
 	if err != nil {
 		return nil, err
 	}
@@ -119,52 +119,39 @@ func serve(ctx context.Context, d *deps, services ...service.Service) error {
 	return service.Run(ctx, d.log, service.ShutdownTimeout, services...)
 }
 
-func runRelay(ctx context.Context, _ []string) error {
-	d, err := connect(ctx, true)
-	if err != nil {
-		return err
+// serving turns build, which lists a process's services, into a command:
+// connect, build with a fresh metrics registry, serve until SIGTERM.
+func serving(build func(d *deps, reg *prometheus.Registry) ([]service.Service, error)) func(context.Context, []string) error {
+	return func(ctx context.Context, _ []string) error {
+		d, err := connect(ctx, true)
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		svcs, err := build(d, metrics.NewRegistry())
+		if err != nil {
+			return err
+		}
+		return serve(ctx, d, svcs...)
 	}
-	defer d.close()
-	reg := metrics.NewRegistry()
-	return serve(ctx, d, withMetrics(d, reg, newRelay(d, reg))...)
 }
 
-func runWorker(ctx context.Context, _ []string) error {
-	d, err := connect(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	reg := metrics.NewRegistry()
-	svcs, err := newDelivery(d, reg, nil)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, d, withMetrics(d, reg, svcs...)...)
-}
-
-func runAPI(ctx context.Context, _ []string) error {
-	d, err := connect(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	return serve(ctx, d, newAPI(d, metrics.NewRegistry()))
-}
-
-func runAll(ctx context.Context, _ []string) error {
-	d, err := connect(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	reg := metrics.NewRegistry()
-	svcs, err := pipeline(d, reg)
-	if err != nil {
-		return err
-	}
-	return serve(ctx, d, append(svcs, newAPI(d, reg))...)
-}
+var (
+	runRelay = serving(func(d *deps, reg *prometheus.Registry) ([]service.Service, error) {
+		return withMetrics(d, reg, newRelay(d, reg)), nil
+	})
+	runWorker = serving(func(d *deps, reg *prometheus.Registry) ([]service.Service, error) {
+		svcs, err := newDelivery(d, reg, nil)
+		return withMetrics(d, reg, svcs...), err
+	})
+	runAPI = serving(func(d *deps, reg *prometheus.Registry) ([]service.Service, error) {
+		return []service.Service{newAPI(d, reg)}, nil
+	})
+	runAll = serving(func(d *deps, reg *prometheus.Registry) ([]service.Service, error) {
+		svcs, err := pipeline(d, reg)
+		return append(svcs, newAPI(d, reg)), err
+	})
+)
 
 // pipeline is the relay and the delivery services in one process, as `run`
 // and `demo` start them (before the API): the relay is woken in-process by

@@ -1,8 +1,8 @@
 // Package jobs is hookrelay's River client: River's settings tuned for what
 // hookrelay runs on it (retry jobs, maintenance), run as a service. The
 // wiring assembles it once, from the workers and periodic jobs that each
-// package contributes (deliver.AddWorkers, maintenance.Maintenance), as
-// River's own examples do.
+// package contributes (deliver.AddWorkers, Maintenance.AddWorkers and
+// Maintenance.PeriodicJobs), as River's own examples do.
 package jobs
 
 import (
@@ -35,7 +35,8 @@ const (
 	DefaultRescueStuckJob = 2 * time.Minute
 )
 
-// Config is what a Client runs. Zero fields take the defaults above.
+// Config is what a Client runs. Zero (or negative) fields take the defaults
+// above.
 type Config struct {
 	// Workers are the job workers (deliver.AddWorkers, maintenance).
 	Workers *river.Workers
@@ -63,10 +64,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if pool == nil || cfg.Workers == nil {
 		return nil, errors.New("jobs: New needs a pool and workers")
 	}
-	poll := cmp.Or(cfg.FetchPollInterval, DefaultFetchPoll)
+	poll := cmp.Or(max(cfg.FetchPollInterval, 0), DefaultFetchPoll)
 	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:               migrations.Schema,
-		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmp.Or(cfg.MaxWorkers, DefaultMaxWorkers)}},
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cmp.Or(max(cfg.MaxWorkers, 0), DefaultMaxWorkers)}},
 		Workers:              cfg.Workers,
 		PeriodicJobs:         cfg.PeriodicJobs,
 		FetchPollInterval:    poll,

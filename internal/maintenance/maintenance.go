@@ -85,14 +85,6 @@ type oneShot struct{}
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (oneShot) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 1} }
 
-// positive is v, or def when v is not positive.
-func positive[T int | time.Duration](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
 // logger is log named after component, or a discarding one when log is nil.
 func logger(log *slog.Logger, component string) *slog.Logger {
 	if log == nil {

@@ -31,6 +31,7 @@
 package maintenance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -82,10 +83,10 @@ type ReconcileConfig struct {
 }
 
 func (c ReconcileConfig) withDefaults() ReconcileConfig {
-	c.After = positive(c.After, DefaultReconcileAfter)
-	c.Interval = positive(c.Interval, DefaultReconcileInterval)
-	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
-	c.ConsumerIdle = positive(c.ConsumerIdle, DefaultConsumerIdle)
+	c.After = cmp.Or(max(c.After, 0), DefaultReconcileAfter)
+	c.Interval = cmp.Or(max(c.Interval, 0), DefaultReconcileInterval)
+	c.BatchSize = cmp.Or(max(c.BatchSize, 0), DefaultBatchSize)
+	c.ConsumerIdle = cmp.Or(max(c.ConsumerIdle, 0), DefaultConsumerIdle)
 	if c.ResetGrace == 0 {
 		c.ResetGrace = DefaultResetGrace
 	}

@@ -12,6 +12,7 @@
 package maintenance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,11 @@ type RetentionConfig struct {
 }
 
 func (c RetentionConfig) withDefaults() RetentionConfig {
-	c.OutboxAge = positive(c.OutboxAge, DefaultOutboxAge)
-	c.DeliveriesAge = positive(c.DeliveriesAge, DefaultDeliveriesAge)
-	c.Interval = positive(c.Interval, DefaultRetentionInterval)
-	c.BatchSize = positive(c.BatchSize, DefaultBatchSize)
-	c.Budget = positive(c.Budget, DefaultBudget)
+	c.OutboxAge = cmp.Or(max(c.OutboxAge, 0), DefaultOutboxAge)
+	c.DeliveriesAge = cmp.Or(max(c.DeliveriesAge, 0), DefaultDeliveriesAge)
+	c.Interval = cmp.Or(max(c.Interval, 0), DefaultRetentionInterval)
+	c.BatchSize = cmp.Or(max(c.BatchSize, 0), DefaultBatchSize)
+	c.Budget = cmp.Or(max(c.Budget, 0), DefaultBudget)
 	return c
 }
 

@@ -57,6 +57,9 @@ func NewRegistry() *prometheus.Registry {
 // share reg share the instruments: one already registered is reused. With a
 // nil reg the instruments are registered nowhere (metrics off).
 func New(reg prometheus.Registerer) *Metrics {
+	if r, ok := reg.(*prometheus.Registry); ok && r == nil {
+		reg = nil // a nil *Registry passed as a Registerer is off too
+	}
 	f := factory{reg}
 	return &Metrics{
 		EventsRelayed:     f.counter("hookrelay_relay_events_total", "Outbox events published by the relay."),
@@ -85,6 +88,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		HTTPRequests: f.counterVec("hookrelay_api_requests_total",
 			"API requests by route pattern and status code.", "route", "code"),
 	}
+}
+
+// Gatherer is reg when it can also be gathered (and served at /metrics),
+// as a *prometheus.Registry can; ok is false when metrics are off.
+func Gatherer(reg prometheus.Registerer) (g prometheus.Gatherer, ok bool) {
+	if r, isRegistry := reg.(*prometheus.Registry); isRegistry && r == nil {
+		return nil, false
+	}
+	g, ok = reg.(prometheus.Gatherer)
+	return g, ok
 }
 
 type factory struct{ r prometheus.Registerer }

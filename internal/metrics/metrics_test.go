@@ -32,3 +32,16 @@ func TestNew_NilRegistererIsOff(t *testing.T) {
 	}
 	var _ prometheus.Registerer = metrics.NewRegistry()
 }
+
+// A nil *prometheus.Registry handed over as a Registerer is off, not a panic.
+func TestNew_NilRegistryIsOff(t *testing.T) {
+	var reg *prometheus.Registry
+	m := metrics.New(reg)
+	m.EventsRelayed.Inc()
+	if _, ok := metrics.Gatherer(reg); ok {
+		t.Fatal("a nil registry can be gathered")
+	}
+	if _, ok := metrics.Gatherer(metrics.NewRegistry()); !ok {
+		t.Fatal("a registry cannot be gathered")
+	}
+}

@@ -55,6 +55,8 @@ type Receiver struct {
 	opts Options
 	srv  *http.Server
 
+	handlers sync.WaitGroup // requests being served
+
 	mu      sync.Mutex
 	n       int // requests arrived
 	reqs    []Request
@@ -73,18 +75,25 @@ func Start(opts Options) (*Receiver, error) {
 	return r, nil
 }
 
-// Close stops the receiver, cutting requests still held (a hang) short.
+// Close stops the receiver, cutting requests still held (a hang) short; no
+// Observe runs after it returns.
 func (r *Receiver) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if r.srv.Shutdown(ctx) != nil {
 		_ = r.srv.Close()
 	}
+	r.handlers.Wait()
 }
 
+// MaxBody is the most of a request body the receiver reads and keeps.
+const MaxBody = 1 << 20
+
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	r.handlers.Add(1)
+	defer r.handlers.Done()
 	rec := Request{Path: req.URL.Path, Header: req.Header, At: time.Now()}
-	rec.Body, _ = io.ReadAll(req.Body)
+	rec.Body, _ = io.ReadAll(io.LimitReader(req.Body, MaxBody))
 	if !r.opts.Forget {
 		rec.Header = req.Header.Clone()
 	}
@@ -112,15 +121,15 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		rec.Status = sw.status
 	}
 	rec.Answered = true
+	if r.opts.Observe != nil {
+		r.opts.Observe(rec) // before the waiters look again
+	}
 	r.mu.Lock()
 	if i >= 0 {
 		r.reqs[i].Status, r.reqs[i].Answered = rec.Status, true
 	}
 	r.notifyLocked()
 	r.mu.Unlock()
-	if r.opts.Observe != nil {
-		r.opts.Observe(rec)
-	}
 }
 
 func (r *Receiver) notifyLocked() {
@@ -143,8 +152,10 @@ func (r *Receiver) Count() int {
 	return r.n
 }
 
-// Wait waits until cond holds for the requests received (checked at each
-// one), and returns them; it fails when ctx ends first.
+// Wait waits until cond holds for the requests received (checked as each
+// arrives and as each is answered, after Observe), and returns them; it
+// fails when ctx ends first. With Forget, cond sees no requests but may look
+// at what Observe keeps.
 func (r *Receiver) Wait(ctx context.Context, cond func([]Request) bool) ([]Request, error) {
 	for {
 		r.mu.Lock()

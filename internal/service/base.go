@@ -25,8 +25,10 @@ const (
 // ends on its own (its server failed, its client died) calls Exit, which
 // closes Stopped with the reason; Run then ends the process.
 //
-// The zero Base is ready to use. The service's own Start and Stop pass their
-// specific work to Base.Start and Base.Stop:
+// The zero Base is ready to use. An internal service embeds it; a public one
+// (relay.Relay, deliver.Worker) keeps it in an unexported field and forwards
+// Started, Stopped and Err, so that its users cannot call Exit. The service's
+// own Start and Stop pass their specific work to Base.Start and Base.Stop:
 //
 //	func (s *S) Start(ctx context.Context) error {
 //		return s.Base.Start(func() error { …; go s.loop(); return nil })

@@ -175,7 +175,7 @@ type DB struct {
 }
 
 // MigratedDB creates a database in the cluster and applies hookrelay's
-// migrations to it (as internal/testdb does on the shared server).
+// migrations to it (as testdb does on the shared server).
 func (c *Cluster) MigratedDB() *DB {
 	c.t.Helper()
 	ctx := context.Background()

@@ -31,7 +31,7 @@ func (e *env) runDrain(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log)
+	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log.With("service", "relay"))
 
 	start := time.Now()
 	n, err := r.Drain(ctx)

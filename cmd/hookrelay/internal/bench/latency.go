@@ -161,7 +161,7 @@ func (e *env) runLatency(ctx context.Context) error {
 		return err
 	}
 	defer relayPool.Close()
-	r := relay.New(relayPool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log)
+	r := relay.New(relayPool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log.With("service", "relay"))
 	if err := r.Start(ctx); err != nil {
 		return err
 	}

@@ -29,8 +29,7 @@ type receiver struct {
 	mu         sync.Mutex
 	deliveries map[string]struct{}
 	firstSeen  map[uuid.UUID]time.Time // event id → first receipt
-	changed    chan struct{}
-	header     string // the delivery-id header
+	header     string                  // the delivery-id header
 }
 
 // newReceiver starts a receiver on 127.0.0.1; close it with close.
@@ -38,7 +37,6 @@ func newReceiver() (*receiver, error) {
 	r := &receiver{
 		deliveries: make(map[string]struct{}),
 		firstSeen:  make(map[uuid.UUID]time.Time),
-		changed:    make(chan struct{}),
 		header:     httpsend.DefaultHeaderPrefix + "-Delivery",
 	}
 	srv, err := loopback.Start(loopback.Options{Forget: true, Observe: r.observe})
@@ -84,8 +82,6 @@ func (r *receiver) observe(req loopback.Request) {
 			r.firstSeen[event] = req.At
 		}
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
 	r.mu.Unlock()
 }
 
@@ -138,23 +134,17 @@ func (r *receiver) received(ids []uuid.UUID) map[uuid.UUID]time.Time {
 
 // waitDistinct waits until n distinct deliveries arrived, or timeout.
 func (r *receiver) waitDistinct(ctx context.Context, n int, timeout time.Duration) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		got, changed := len(r.deliveries), r.changed
-		r.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("bench: %d of %d deliveries received within %s", got, n, timeout)
-		}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := r.srv.Wait(ctx, func([]loopback.Request) bool {
+		_, distinct := r.counts()
+		return distinct >= n
+	})
+	if err != nil {
+		_, got := r.counts()
+		return fmt.Errorf("bench: %d of %d deliveries received within %s: %w", got, n, timeout, err)
 	}
+	return nil
 }
 
 // errTimeout is returned by waitUntil when the condition never held.

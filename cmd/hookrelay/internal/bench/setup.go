@@ -18,11 +18,11 @@ import (
 	"github.com/hookrelay/hookrelay/signature"
 )
 
-// benchSchema holds the bench's own tables: the business row of the
+// benchSchemaSQL holds the bench's own tables: the business row of the
 // "deploy a config" transaction, the same table with a hookrelay trigger,
 // the plain event table (the floor of any outbox) and the River baseline's
 // attempt rows.
-const benchSchema = `
+const benchSchemaSQL = `
 CREATE SCHEMA bench;
 CREATE TABLE bench.deploys (
     id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -118,7 +118,7 @@ func (e *env) setup(ctx context.Context) (func(), error) {
 	if _, err := migrations.Apply(ctx, e.pool); err != nil {
 		return fail(fmt.Errorf("bench: %w", err))
 	}
-	if _, err := e.pool.Exec(ctx, benchSchema); err != nil {
+	if _, err := e.pool.Exec(ctx, benchSchemaSQL); err != nil {
 		return fail(fmt.Errorf("bench: create bench tables: %w", err))
 	}
 	return cleanup, nil

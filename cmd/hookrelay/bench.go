@@ -59,13 +59,15 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.IntVar(&s.DrainEvents, "drain-events", def.DrainEvents, "drain: backlog of events")
 	fs.IntVar(&s.RelayBatch, "relay-batch", def.RelayBatch, "drain, latency: events per relay claim")
 	fs.IntVar(&s.Deliveries, "deliveries", def.Deliveries, "deliver, river: deliveries to send")
-	fs.IntVar(&s.Concurrency, "concurrency", def.Concurrency, "deliveries in flight (hookrelay worker and River baseline alike)")
+	fs.IntVar(&s.Concurrency, "concurrency", def.Concurrency, "deliver, latency, memory: the hookrelay worker's deliveries in flight")
 	fs.IntVar(&s.PoolSize, "pool", def.PoolSize, "Postgres connections of the worker and of the River baseline")
 	fs.IntVar(&s.Rate, "rate", def.Rate, "latency, river: events emitted per second")
 	fs.DurationVar(&s.LatencyDuration, "latency-duration", def.LatencyDuration, "latency, river: how long events are emitted")
 	fs.IntVar(&s.MemoryPending, "memory-pending", def.MemoryPending, "memory: deliveries pending when the worker starts")
 	fs.DurationVar(&s.MemoryDuration, "memory-duration", def.MemoryDuration, "memory: longest the worker runs (it stops once drained)")
-	fs.DurationVar(&s.RiverFetchCooldown, "river-fetch-cooldown", def.RiverFetchCooldown, "river: the baseline's River FetchCooldown (River's default: 100ms)")
+	fs.IntVar(&s.RiverMaxWorkers, "river-max-workers", def.RiverMaxWorkers, "river: the baseline's River MaxWorkers (tuned)")
+	fs.DurationVar(&s.RiverFetchCooldown, "river-fetch-cooldown", def.RiverFetchCooldown, "river: the baseline's River FetchCooldown (River's default: 100ms; tuned)")
+	fs.DurationVar(&s.RiverFetchPoll, "river-fetch-poll", def.RiverFetchPoll, "river: the baseline's River FetchPollInterval (River's default: 1s; tuned)")
 	return fs, o
 }
 

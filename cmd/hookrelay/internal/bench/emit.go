@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookrelay/hookrelay/outbox"
+	"github.com/hookrelay/hookrelay/relay"
 )
 
 // deployment is the business row of the "deploy a config" transaction and
@@ -90,7 +91,10 @@ func emitGo(ctx context.Context, tx pgx.Tx, d deployment) (uuid.UUID, error) {
 type emitVariant struct {
 	key, name string
 	idle      bool // the relay idle flag during the run (true: writers NOTIFY)
-	body      func(ctx context.Context, tx pgx.Tx, d deployment) error
+	// relay runs a real relay during the round, which sets the idle flag as
+	// it goes: the case of a user whose relay keeps up.
+	relay bool
+	body  func(ctx context.Context, tx pgx.Tx, d deployment) error
 }
 
 func emitVariants() []emitVariant {
@@ -125,14 +129,16 @@ func emitVariants() []emitVariant {
 			return insertBusinessRow(ctx, tx, insertDeployEmitting, d)
 		}},
 		{key: "go_idle", name: "hookrelay Go, relay idle (NOTIFY)", idle: true, body: goEmit},
+		{key: "go_relay", name: "hookrelay Go, relay running (events match no webhook)", relay: true, body: goEmit},
 	}
 }
 
 // runEmit measures the "deploy a config" transaction's rate with Writers
 // concurrent writers in every variant, EmitRounds times, and reports each
 // variant's median round with its ratios to the plain-row variant and to no
-// event. Every variant except go_idle runs with the relay idle flag off (a
-// busy relay: writers send no NOTIFY).
+// event. Every variant except go_idle and go_relay runs with the relay idle
+// flag off (a busy relay: writers send no NOTIFY); go_relay runs a real
+// relay that keeps up, and leaves the flag to it.
 func (e *env) runEmit(ctx context.Context) error {
 	s := e.cfg.Sizes
 	pool, err := e.newPool(ctx, s.Writers+1)
@@ -162,7 +168,7 @@ func (e *env) runEmit(ctx context.Context) error {
 			f.Note = fmt.Sprintf("%d writers, one-insert transaction", s.Writers)
 		case "plain":
 			f.Ratio, f.RatioOf = rate/plain, "plain"
-		case "go", "sql", "trigger":
+		case "go", "sql", "trigger", "go_relay":
 			f.Goal, f.Ratio, f.RatioOf = "≥ 0.95× plain", rate/plain, "plain"
 			f.Verdict = verdict(rate >= 0.95*plain)
 		default:
@@ -182,6 +188,13 @@ func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, v emitVariant) 
 	}
 	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', $1::boolean::int)`, v.idle); err != nil {
 		return 0, fmt.Errorf("set relay idle=%t: %w", v.idle, err)
+	}
+	if v.relay {
+		stop, err := e.runRelay(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
 	}
 	if v.idle {
 		// A relay listens while idle; NOTIFY's commit-time cost is the same
@@ -222,6 +235,30 @@ func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, v emitVariant) 
 		return 0, firstErr
 	}
 	return float64(committed.Load()) / elapsed.Seconds(), nil
+}
+
+// runRelay starts a relay with its own pool and stream key, as a user runs
+// one, until the returned stop is called.
+func (e *env) runRelay(ctx context.Context) (stop func(), err error) {
+	pool, err := e.newPool(ctx, 4)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := e.stream()
+	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: e.cfg.Sizes.RelayBatch}, nil, e.log.With("service", "relay"))
+	if err := r.Start(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := r.Stop(sctx); err != nil {
+			e.log.Warn("bench: stop relay", "err", err)
+		}
+		pool.Close()
+		e.rdb.Del(sctx, key)
+	}, nil
 }
 
 // listen keeps a connection LISTENing on the relay's channel, as an idle

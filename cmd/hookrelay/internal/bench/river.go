@@ -101,11 +101,12 @@ func (e *env) newRiverBaseline(ctx context.Context) (*riverBaseline, error) {
 		return nil, fmt.Errorf("register baseline worker: %w", err)
 	}
 	b.client, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:        migrations.Schema,
-		Queues:        map[string]river.QueueConfig{riverQueue: {MaxWorkers: s.Concurrency}},
-		Workers:       workers,
-		FetchCooldown: s.RiverFetchCooldown,
-		Logger:        e.log,
+		Schema:            migrations.Schema,
+		Queues:            map[string]river.QueueConfig{riverQueue: {MaxWorkers: s.RiverMaxWorkers}},
+		Workers:           workers,
+		FetchCooldown:     s.RiverFetchCooldown,
+		FetchPollInterval: s.RiverFetchPoll,
+		Logger:            e.log,
 	})
 	if err != nil {
 		pool.Close()
@@ -242,7 +243,7 @@ func (e *env) riverThroughput(ctx context.Context, rcv *receiver, h hook) error 
 	requests, distinct := rcv.counts()
 	rate := float64(s.Deliveries) / elapsed.Seconds()
 	e.report.add(Figure{Key: "river.throughput", Scenario: ScenarioRiver, Name: "River-only worker, deliveries/s", Value: rate,
-		Unit: "deliveries/s", Note: fmt.Sprintf("%d jobs in %s, %d workers, pool %d, fetch cooldown %s, %d duplicate requests",
-			s.Deliveries, elapsed.Round(time.Millisecond), s.Concurrency, s.PoolSize, s.RiverFetchCooldown, requests-distinct)})
+		Unit: "deliveries/s", Note: fmt.Sprintf("%d jobs in %s, %d workers, pool %d, fetch cooldown %s, fetch poll %s, %d duplicate requests",
+			s.Deliveries, elapsed.Round(time.Millisecond), s.RiverMaxWorkers, s.PoolSize, s.RiverFetchCooldown, s.RiverFetchPoll, requests-distinct)})
 	return nil
 }

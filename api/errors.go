@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,10 +94,18 @@ func pathUUID(r *http.Request, name string) (uuid.UUID, error) {
 }
 
 // decodeJSON reads the request body, at most maxBody bytes, into dst, which
-// must be a pointer to a struct: unknown fields, trailing data and values of
-// the wrong type are refused with an *apiError naming the field.
+// must be a pointer to a struct: unknown fields (names are case-sensitive),
+// keys given twice, invalid UTF-8, trailing data and values of the wrong type
+// are refused with an *apiError naming the field.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		return decodeError(err)
+	}
+	if e := strictJSON(raw, dst); e != nil {
+		return e
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)

@@ -29,6 +29,11 @@ var fuzzSeeds = []string{
 	`{"application_id":"6f1c2a52-7f8e-4f7e-9a53-5f8a3c2f1d10","application_slug":"a","variant_id":"6f1c2a52-7f8e-4f7e-9a53-5f8a3c2f1d11","variant_slug":"v","params":{"t":1e-20000,"s":"\u0000"},"environment":"prod"}`,
 	`{"application_id":"6f1c2a52-7f8e-4f7e-9a53-5f8a3c2f1d10","application_slug":"a","variant_id":"6f1c2a52-7f8e-4f7e-9a53-5f8a3c2f1d11","variant_slug":"v","params":{"deep":[[[[[]]]]]},"environment":"prod","deployed_by":"me"}`,
 	`{"params":"not an object","environment":1e999}`,
+	`{"name":"a","name":"b","url":"https://x.example","event_types":["*"]}`,
+	`{"NAME":"a","Url":"https://x.example","event_types":["*"]}`,
+	"{\"name\":\"a\xff\",\"url\":\"https://x.example\",\"event_types\":[\"*\"]}",
+	`{"headers":{"X-A":"1","X-A":"2","X-B":"********"}}`,
+	`{"params":{"a":{"b":1,"b":2}},"environment":"prod"}`,
 }
 
 // fuzzAPI is the handler fuzz targets drive, over one private database, with

@@ -87,10 +87,14 @@ type validator struct {
 }
 
 // reservedHeaders are header names (lower case) a webhook may not set:
-// hookrelay sets them, or they belong to the transport.
+// hookrelay sets them, they belong to the transport (hop-by-hop, encodings,
+// HTTP/2 negotiation), or a receiver should never get them from
+// configuration (proxy credentials, cookies).
 var reservedHeaders = []string{
 	"content-type", "content-length", "host", "user-agent", "connection", "transfer-encoding",
 	"te", "trailer", "upgrade", "keep-alive", "proxy-connection", "expect",
+	"proxy-authorization", "proxy-authenticate", "cookie", "set-cookie",
+	"content-encoding", "accept-encoding", "http2-settings",
 }
 
 func newValidator(allowPrivate bool, eventTypes []string, headerPrefix string) validator {
@@ -210,7 +214,9 @@ func (v validator) check(ctx context.Context, in webhookInput, create bool) (web
 }
 
 // checkText checks that s, trimmed, has between min and max characters and
-// holds no control characters other than tab and newline (Postgres refuses NUL).
+// holds no control characters other than tab and newline (Postgres refuses
+// NUL), and no invisible formatting characters (bidi overrides and isolates,
+// zero-width characters) that make a name read other than it is.
 func checkText(field, s string, minLen, maxLen int) error {
 	n := utf8.RuneCountInString(strings.TrimSpace(s))
 	if n < minLen {
@@ -225,8 +231,16 @@ func checkText(field, s string, minLen, maxLen int) error {
 	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' }) {
 		return invalid(field, "must not contain control characters")
 	}
+	if strings.ContainsFunc(s, invisible) {
+		return invalid(field, "must not contain invisible formatting characters (bidi controls, zero-width characters)")
+	}
 	return nil
 }
+
+// invisible reports format characters (Unicode category Cf: bidi embeddings,
+// overrides and isolates, zero-width space and joiners, word joiner, BOM)
+// and the bidi marks, which display as nothing.
+func invisible(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // checkURL checks a webhook URL: absolute http(s), at most maxURLLength
 // bytes, no credentials, and not a private address unless allowed.

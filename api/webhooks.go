@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,21 +17,29 @@ import (
 )
 
 // webhook is a webhook as the API shows it. Secret is set only in the
-// responses of create and regenerate-secret.
+// responses of create and regenerate-secret; custom header values are never
+// shown (Headers holds their names with maskedValue), like the secret.
 type webhook struct {
-	ID              uuid.UUID       `json:"id"`
-	Name            string          `json:"name"`
-	URL             string          `json:"url"`
-	EventTypes      []string        `json:"event_types"`
-	ApplicationID   *uuid.UUID      `json:"application_id"`
-	EnvironmentName *string         `json:"environment_name"`
-	Headers         json.RawMessage `json:"headers"` // as stored
-	IsActive        bool            `json:"is_active"`
-	Description     string          `json:"description"`
-	CreatedAt       time.Time       `json:"created_at"`
-	UpdatedAt       time.Time       `json:"updated_at"`
-	Secret          string          `json:"secret,omitempty"`
+	ID              uuid.UUID         `json:"id"`
+	Name            string            `json:"name"`
+	URL             string            `json:"url"`
+	EventTypes      []string          `json:"event_types"`
+	ApplicationID   *uuid.UUID        `json:"application_id"`
+	EnvironmentName *string           `json:"environment_name"`
+	Headers         map[string]string `json:"headers"`
+	IsActive        bool              `json:"is_active"`
+	Description     string            `json:"description"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	Secret          string            `json:"secret,omitempty"`
+
+	stored json.RawMessage // the custom headers as stored, values included
 }
+
+// maskedValue stands in the API's answers for every custom header value: the
+// values are write-only, as they often are credentials. Sending it back in a
+// PATCH keeps the stored value of that header.
+const maskedValue = "********"
 
 // webhookColumns are the columns scanWebhook reads, in order. The secret is
 // not among them: only create and regenerate return it, from Go.
@@ -39,8 +49,19 @@ const webhookColumns = `id, name, url, event_types, application_id, environment_
 func scanWebhook(row pgx.Row) (webhook, error) {
 	var w webhook
 	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.EventTypes, &w.ApplicationID, &w.EnvironmentName,
-		&w.Headers, &w.IsActive, &w.Description, &w.CreatedAt, &w.UpdatedAt)
-	return w, err
+		&w.stored, &w.IsActive, &w.Description, &w.CreatedAt, &w.UpdatedAt)
+	if err != nil {
+		return w, err
+	}
+	var h map[string]string
+	if err := json.Unmarshal(w.stored, &h); err != nil {
+		return w, fmt.Errorf("decode stored headers of webhook %s: %w", w.ID, err)
+	}
+	w.Headers = make(map[string]string, len(h))
+	for name := range h {
+		w.Headers[name] = maskedValue
+	}
+	return w, nil
 }
 
 // fields returns the user-settable part of w, for PATCH.
@@ -49,7 +70,7 @@ func (w webhook) fields() (webhookFields, error) {
 		Name: w.Name, URL: w.URL, EventTypes: w.EventTypes, ApplicationID: w.ApplicationID,
 		EnvironmentName: w.EnvironmentName, IsActive: w.IsActive, Description: w.Description,
 	}
-	if err := json.Unmarshal(w.Headers, &f.Headers); err != nil {
+	if err := json.Unmarshal(w.stored, &f.Headers); err != nil {
 		return f, fmt.Errorf("decode stored headers of webhook %s: %w", w.ID, err)
 	}
 	return f, nil
@@ -65,6 +86,32 @@ func headersJSON(h map[string]string) ([]byte, error) {
 		return nil, fmt.Errorf("encode headers: %w", err)
 	}
 	return b, nil
+}
+
+// keepMasked gives every header of next whose value is maskedValue (a client
+// sending back what it read) the value stored under the same name in prev.
+func keepMasked(next, prev map[string]string) error {
+	for name, v := range next {
+		if v != maskedValue {
+			continue
+		}
+		stored, ok := lookupFold(prev, name)
+		if !ok {
+			return invalid("headers", "value of %s is the mask %q, and no value is stored for it: send the value", name, maskedValue)
+		}
+		next[name] = stored
+	}
+	return nil
+}
+
+// lookupFold finds name in h, ignoring case, as HTTP header names are.
+func lookupFold(h map[string]string, name string) (string, bool) {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // projectWebhook parses the project_id and id path values.
@@ -112,6 +159,9 @@ func (a *app) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	f := webhookFields{IsActive: true}
 	patch.applyTo(&f)
+	if err := keepMasked(f.Headers, nil); err != nil {
+		return err
+	}
 	headers, err := headersJSON(f.Headers)
 	if err != nil {
 		return err
@@ -189,11 +239,19 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		f, err := cur.fields()
+		before, err := cur.fields()
 		if err != nil {
 			return err
 		}
+		f := before
 		patch.applyTo(&f)
+		if err := keepMasked(f.Headers, before.Headers); err != nil {
+			return err
+		}
+		if reflect.DeepEqual(f, before) {
+			hook = cur // nothing changes, updated_at included
+			return nil
+		}
 		headers, err := headersJSON(f.Headers)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,8 +30,8 @@ func TestWebhooks_CreateReturnsSecretOnceAndReadsNeverDo(t *testing.T) {
 	if created["is_active"] != true || created["application_id"] != nil {
 		t.Errorf("defaults: is_active %v, application_id %v", created["is_active"], created["application_id"])
 	}
-	if h, _ := created["headers"].(map[string]any); h["Authorization"] != "Bearer receiver-token" {
-		t.Errorf("headers not returned as stored: %v", created["headers"])
+	if h, _ := created["headers"].(map[string]any); h["Authorization"] != "********" {
+		t.Errorf("headers not returned with masked values: %v", created["headers"])
 	}
 	id := created["id"].(string)
 	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks WHERE id = $1 AND secret = $2 AND project_id = $3`, id, secret, e.project); n != 1 {
@@ -51,6 +52,9 @@ func TestWebhooks_CreateReturnsSecretOnceAndReadsNeverDo(t *testing.T) {
 	for _, body := range [][]byte{got.body, list.body} {
 		if strings.Contains(string(body), "secret") || strings.Contains(string(body), secret) {
 			t.Errorf("a read leaks the secret: %s", body)
+		}
+		if strings.Contains(string(body), "receiver-token") {
+			t.Errorf("a read leaks a custom header value: %s", body)
 		}
 	}
 }
@@ -109,6 +113,18 @@ func TestWebhooks_CreateRejectsBadInputAndChangesNothing(t *testing.T) {
 		{"too many headers", validWebhook("https://x.example", set("headers", many)), 400, "invalid_field", "headers:"},
 		{"null name", validWebhook("https://x.example", set("name", nil)), 400, "invalid_field", "name:"},
 		{"body too large", `{"name":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "body_too_large", "body:"},
+		{"key given twice", `{"name":"a","name":"b","url":"https://x.example","event_types":["*"]}`, 400, "invalid_field", "name: is given more than once"},
+		{"header given twice", `{"name":"a","url":"https://x.example","event_types":["*"],"headers":{"X-A":"1","X-A":"2"}}`, 400, "invalid_field", "headers.X-A: is given more than once"},
+		{"field name in the wrong case", `{"NAME":"a","url":"https://x.example","event_types":["*"]}`, 400, "unknown_field", "NAME: unknown field"},
+		{"field name in mixed case", `{"name":"a","url":"https://x.example","Event_Types":["*"]}`, 400, "unknown_field", "Event_Types: unknown field"},
+		{"invalid UTF-8 in name", "{\"name\":\"a\xffb\",\"url\":\"https://x.example\",\"event_types\":[\"*\"]}", 400, "invalid_field", "name: must be valid UTF-8"},
+		{"bidi override in name", validWebhook("https://x.example", set("name", "invoice\u202Etxt.exe")), 400, "invalid_field", "name:"},
+		{"zero-width space in name", validWebhook("https://x.example", set("name", "ops\u200Bteam")), 400, "invalid_field", "name:"},
+		{"Proxy-Authorization header", validWebhook("https://x.example", set("headers", map[string]string{"Proxy-Authorization": "Basic eA=="})), 400, "invalid_field", "headers:"},
+		{"Cookie header", validWebhook("https://x.example", set("headers", map[string]string{"Cookie": "a=b"})), 400, "invalid_field", "headers:"},
+		{"Content-Encoding header", validWebhook("https://x.example", set("headers", map[string]string{"Content-Encoding": "gzip"})), 400, "invalid_field", "headers:"},
+		{"Accept-Encoding header", validWebhook("https://x.example", set("headers", map[string]string{"Accept-Encoding": "br"})), 400, "invalid_field", "headers:"},
+		{"HTTP2-Settings header", validWebhook("https://x.example", set("headers", map[string]string{"HTTP2-Settings": "AAMAAABkAAQAAP__"})), 400, "invalid_field", "headers:"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -289,5 +305,66 @@ func TestWebhooks_RegenerateSecretKeepsRecentSecretsAndPrunesExpiredOnes(t *test
 	}
 	if n := e.count(`SELECT jsonb_array_length(previous_secrets) FROM hookrelay.webhooks WHERE id = $1`, id); n != 1 {
 		t.Fatalf("previous_secrets holds %d entries, want 1 (expired ones pruned)", n)
+	}
+}
+
+// Custom header values are write-only, like the secret: every answer shows
+// the names with a mask; sending the mask back keeps the stored value, a new
+// value replaces it, and a mask with nothing stored behind it is refused.
+func TestWebhooks_HeaderValuesAreWriteOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://x.example/in", func(m map[string]any) {
+		m["headers"] = map[string]string{"Authorization": "Bearer s3cr3t-one", "X-Api-Key": "k3y-two", "X-Team": "ops"}
+	})
+	id := created["id"].(string)
+	stored := func() map[string]string {
+		var h map[string]string
+		if err := e.pool.QueryRow(t.Context(), `SELECT headers FROM hookrelay.webhooks WHERE id = $1`, id).Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	for _, r := range []response{
+		e.do("GET", "/webhooks/"+id, nil), e.do("GET", "/webhooks", nil),
+		e.do("PATCH", "/webhooks/"+id, map[string]any{"name": "Renamed"}),
+	} {
+		for _, v := range []string{"s3cr3t-one", "k3y-two", "ops"} {
+			if strings.Contains(string(r.body), v) {
+				t.Fatalf("an answer shows the header value %q: %s", v, r.body)
+			}
+		}
+	}
+
+	// What a client read, sent back with one value changed.
+	read := e.do("GET", "/webhooks/"+id, nil).want(t, http.StatusOK)["headers"].(map[string]any)
+	read["X-Team"] = "platform"
+	e.do("PATCH", "/webhooks/"+id, map[string]any{"headers": read}).want(t, http.StatusOK)
+	want := map[string]string{"Authorization": "Bearer s3cr3t-one", "X-Api-Key": "k3y-two", "X-Team": "platform"}
+	if got := stored(); !maps.Equal(got, want) {
+		t.Fatalf("stored headers after sending the masks back: %v, want %v", got, want)
+	}
+
+	e.do("PATCH", "/webhooks/"+id, map[string]any{"headers": map[string]string{"X-New": "********"}}).
+		wantError(t, 400, "invalid_field", "headers:")
+	e.do("POST", "/webhooks", validWebhook("https://x.example/in", func(m map[string]any) {
+		m["headers"] = map[string]string{"Authorization": "********"}
+	})).wantError(t, 400, "invalid_field", "headers:")
+	if got := stored(); !maps.Equal(got, want) {
+		t.Fatalf("a refused PATCH changed the headers: %v", got)
+	}
+}
+
+// A PATCH that changes nothing leaves the webhook as it is, updated_at too.
+func TestWebhooks_PatchThatChangesNothingKeepsUpdatedAt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	created := e.createWebhook("https://x.example/in", nil)
+	id := created["id"].(string)
+	for _, body := range []any{map[string]any{}, map[string]any{"name": created["name"]}} {
+		got := e.do("PATCH", "/webhooks/"+id, body).want(t, http.StatusOK)
+		if got["updated_at"] != created["updated_at"] {
+			t.Fatalf("PATCH %v moved updated_at from %v to %v", body, created["updated_at"], got["updated_at"])
+		}
 	}
 }

@@ -286,25 +286,3 @@ func TestCleanBody_ValidUTF8WithoutNULWithinLimit(t *testing.T) {
 		}
 	}
 }
-
-func TestRedact_SensitiveHeadersHidden(t *testing.T) {
-	t.Parallel()
-	in := map[string]string{
-		"Authorization": "Bearer x", "proxy-authorization": "Basic y", "Cookie": "s=1",
-		"X-Api-Key": "k", "X-Auth-Token": "t", "X-Client-Secret": "s", "Apikey": "k2",
-		"X-Tenant": "acme", "Accept-Language": "fr",
-	}
-	out := Redact(in)
-	for k, v := range out {
-		wantHidden := k != "X-Tenant" && k != "Accept-Language"
-		if (v == Redacted) != wantHidden {
-			t.Errorf("Redact: %s = %q, hidden want %v", k, v, wantHidden)
-		}
-	}
-	if in["Authorization"] != "Bearer x" {
-		t.Error("Redact modified its input")
-	}
-	if Redact(nil) != nil {
-		t.Error("Redact(nil) != nil")
-	}
-}

@@ -249,10 +249,15 @@ func (a *app) loadDelivery(ctx context.Context, project, webhookID, deliveryID u
 	return d, nil
 }
 
-// getDelivery returns one delivery with its payload and attempt_log.
+// getDelivery returns one delivery with its payload and attempt_log. A
+// deleted webhook's deliveries are kept for SQL audits, but the API answers
+// 404 for them as it does for the webhook's list.
 func (a *app) getDelivery(w http.ResponseWriter, r *http.Request) error {
 	project, webhookID, deliveryID, err := deliveryPath(r)
 	if err != nil {
+		return err
+	}
+	if _, err := loadWebhook(r.Context(), a.pool, project, webhookID, false); err != nil {
 		return err
 	}
 	d, err := a.loadDelivery(r.Context(), project, webhookID, deliveryID, true)

@@ -193,3 +193,30 @@ func TestDeliveries_CraftedCursorIsA400NeverA500OrTheFirstPage(t *testing.T) {
 		t.Fatalf("cursor of now: %d deliveries, want 1", len(ids))
 	}
 }
+
+func TestDeliveries_DeletedWebhookDeliveriesAre404LikeTheList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	hook := e.createWebhook("https://x.example/in", nil)["id"].(string)
+	failed := e.insertDelivery(hook, time.Now(), "failed")
+	e.do("DELETE", "/webhooks/"+hook, nil).want(t, http.StatusNoContent)
+	row := func() string {
+		var s string
+		if err := e.pool.QueryRow(t.Context(), `SELECT d::text FROM hookrelay.deliveries d WHERE id = $1`, failed).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := row()
+
+	e.do("GET", "/webhooks/"+hook+"/deliveries", nil).wantError(t, 404, "not_found", "webhook")
+	e.do("GET", "/webhooks/"+hook+"/deliveries/"+failed.String(), nil).wantError(t, 404, "not_found", "webhook")
+	e.do("POST", "/webhooks/"+hook+"/deliveries/"+failed.String()+"/retry", nil).wantError(t, 404, "not_found", "webhook")
+
+	if after := row(); after != before {
+		t.Fatalf("the refused retry changed the delivery row:\n%s\n%s", before, after)
+	}
+	if n, err := e.rdb.XLen(t.Context(), e.keys.Stream).Result(); err != nil || n != 0 {
+		t.Fatalf("stream holds %d entries (%v) after a refused retry, want none", n, err)
+	}
+}

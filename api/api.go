@@ -139,7 +139,7 @@ var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	var want [sha256.Size]byte
 	if a.cfg.Token != "" {
-		want = sha256.Sum256([]byte("Bearer " + a.cfg.Token))
+		want = sha256.Sum256([]byte(a.cfg.Token))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
@@ -161,8 +161,9 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 			a.metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code())).Inc()
 		}()
 		if a.cfg.Token != "" && !openRoutes[r.URL.Path] {
-			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			token, ok := bearerToken(r.Header.Get("Authorization"))
+			got := sha256.Sum256([]byte(token))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok {
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="hookrelay"`)
 				writeError(sw, &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized,
 					Message: "Authorization: a valid bearer token is required"})
@@ -175,6 +176,19 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 		}
 		mux.ServeHTTP(sw, r)
 	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// value. The scheme name is matched case-insensitively and may be followed by
+// several spaces (RFC 9110 §11.4); the token is returned as it is, for an
+// exact comparison. ok is false for any other scheme or an empty token.
+func bearerToken(header string) (token string, ok bool) {
+	scheme, rest, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(rest, " ")
+	return token, token != ""
 }
 
 // unmatched runs the mux's handler for a request no route matched (404, 405

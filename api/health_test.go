@@ -31,6 +31,19 @@ func TestAuth_TokenRequiredOnEveryRouteButHealthChecks(t *testing.T) {
 	e.do("GET", "/readyz", nil).want(t, http.StatusOK)
 }
 
+// RFC 9110 §11.1: the scheme name is case-insensitive; the token is not.
+func TestAuth_BearerSchemeIsCaseInsensitiveAndTheTokenExact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Token = "s3cret-token" })
+	for _, h := range []string{"Bearer s3cret-token", "bearer s3cret-token", "BEARER s3cret-token", "bEaReR   s3cret-token"} {
+		e.do("GET", "/webhooks", nil, "Authorization", h).want(t, http.StatusOK)
+	}
+	for _, h := range []string{"Bearer S3CRET-TOKEN", "Bearer s3cret-token2", "Bearer s3cret-toke", "Bearers3cret-token",
+		"Basic s3cret-token", "Bearer\ts3cret-token", "Bearer", "Bearer ", "bearer  s3cret token"} {
+		e.do("GET", "/webhooks", nil, "Authorization", h).wantError(t, http.StatusUnauthorized, "unauthorized", "Authorization:")
+	}
+}
+
 func TestHealth_MetricsCountRequestsByRoute(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)

@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -135,7 +136,11 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // middleware counts requests by route and status, recovers panics as 500s,
-// checks the token and turns the mux's own 404 and 405 into JSON errors.
+// checks the token and turns the mux's own 404 and 405 into JSON errors. A
+// path that is not clean (empty, ".", ".." or doubled "/" segments) is an
+// unknown route, a JSON 404: the mux would answer it with a 307 redirect to
+// the clean path, which is no JSON error and would invite clients to send
+// their request, body and token, twice.
 func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	var want [sha256.Size]byte
 	if a.cfg.Token != "" {
@@ -144,6 +149,10 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h, pattern := mux.Handler(r)
+		clean := cleanPath(r.URL.EscapedPath())
+		if !clean {
+			pattern = ""
+		}
 		route := pattern
 		if route == "" {
 			route = "unmatched"
@@ -170,6 +179,10 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 				return
 			}
 		}
+		if !clean {
+			writeError(sw, noRoute(r))
+			return
+		}
 		if pattern == "" {
 			unmatched(sw, r, h)
 			return
@@ -191,24 +204,32 @@ func bearerToken(header string) (token string, ok bool) {
 	return token, token != ""
 }
 
-// unmatched runs the mux's handler for a request no route matched (404, 405
-// or a redirect to the clean path) and rewrites its error as JSON.
+// cleanPath reports whether ServeMux serves the escaped path p as it is,
+// without redirecting to a cleaned form: p is absolute and path.Clean leaves
+// it alone but for one trailing slash.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	return strings.HasPrefix(p, "/") && (p == c || c != "/" && p == c+"/")
+}
+
+// noRoute is the 404 of a request that no route matches.
+func noRoute(r *http.Request) *apiError {
+	return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no route " + r.Method + " " + r.URL.Path}
+}
+
+// unmatched runs the mux's handler for a request no route matched (404 or
+// 405) and rewrites its error as JSON; anything else the mux might answer
+// (a redirect) is a 404 too.
 func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rec := &headerRecorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
+	if rec.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", rec.header.Get("Allow"))
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
 			Message: r.Method + " is not allowed on " + r.URL.Path})
-	case http.StatusNotFound, 0:
-		writeError(w, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
-	default:
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.status)
+		return
 	}
+	writeError(w, noRoute(r))
 }
 
 // headerRecorder keeps a handler's status and headers and drops its body.

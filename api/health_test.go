@@ -75,6 +75,39 @@ func TestHealth_UnknownRoutesAndMethodsAreJSONErrors(t *testing.T) {
 	}
 }
 
+// ServeMux redirects a path that needs cleaning (307, no JSON); the API
+// answers it as an unknown route instead, and never redirects.
+func TestHealth_UncleanPathsAreJSON404sNotRedirects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.createWebhook("https://x.example/in", nil)
+	noRedirect := *e.srv.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	p := "/api/projects/" + e.project.String()
+	for _, path := range []string{"/" + p + "/webhooks", p + "//webhooks", p + "/./webhooks", p + "/x/../webhooks",
+		p + "/webhooks/", "//healthz", "/healthz/.", "/a/../healthz"} {
+		for _, method := range []string{"GET", "POST", "DELETE"} {
+			req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			response{status: resp.StatusCode, header: resp.Header, body: body}.wantError(t, http.StatusNotFound, "not_found", "no route")
+			if loc := resp.Header.Get("Location"); loc != "" {
+				t.Errorf("%s %s: Location %q", method, path, loc)
+			}
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks`); n != 1 {
+		t.Fatalf("%d webhooks after requests on unclean paths, want the 1 created", n)
+	}
+}
+
 func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 	t.Parallel()
 	db := testdb.New(t)

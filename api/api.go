@@ -12,6 +12,7 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path"
@@ -39,6 +40,11 @@ const (
 	// DefaultSecretGrace is the default of HOOKRELAY_SECRET_GRACE.
 	DefaultSecretGrace = 24 * time.Hour
 )
+
+// MaxHeaderBytes is the largest request line and header block the API
+// accepts; a larger one is a JSON 431. The server must read more than this
+// (httpserver's limit is 1 MiB), or net/http refuses first in plain text.
+const MaxHeaderBytes = 64 << 10
 
 // DefaultEventTypes returns the default of HOOKRELAY_EVENT_TYPES: the events
 // of the example config domain and the test send. Each call returns a new
@@ -169,6 +175,11 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 			}
 			a.metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code())).Inc()
 		}()
+		if headerBytes(r) > MaxHeaderBytes {
+			writeError(sw, &apiError{Status: http.StatusRequestHeaderFieldsTooLarge, Code: codeHeadersTooLarge,
+				Message: fmt.Sprintf("headers: the request line and headers are larger than %d bytes", MaxHeaderBytes)})
+			return
+		}
 		if a.cfg.Token != "" && !openRoutes[r.URL.Path] {
 			token, ok := bearerToken(r.Header.Get("Authorization"))
 			got := sha256.Sum256([]byte(token))
@@ -202,6 +213,20 @@ func bearerToken(header string) (token string, ok bool) {
 	}
 	token = strings.TrimLeft(rest, " ")
 	return token, token != ""
+}
+
+// headerBytes is the size of r's request line and header block as sent
+// (HTTP/1.1 framing: "Name: value\r\n" per field, Host included), the
+// quantity http.Server.MaxHeaderBytes bounds.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
 }
 
 // cleanPath reports whether ServeMux serves the escaped path p as it is,

@@ -2,11 +2,14 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/api"
 	"github.com/hookrelay/hookrelay/internal/httpserver"
@@ -105,6 +108,47 @@ func TestHealth_UncleanPathsAreJSON404sNotRedirects(t *testing.T) {
 	}
 	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks`); n != 1 {
 		t.Fatalf("%d webhooks after requests on unclean paths, want the 1 created", n)
+	}
+}
+
+// A header block over the API's limit is a JSON 431 as the API is served
+// (through httpserver), not net/http's plain-text one.
+func TestHealth_OversizedHeadersAreAJSON431(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	rdb, _ := testredis.New(t)
+	srv := httpserver.New("api", "127.0.0.1:0", api.New(api.Config{EventTypes: eventTypes}, db.Pool, rdb, nil, nil), nil)
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	get := func(path string, header http.Header) response {
+		req, err := http.NewRequest("GET", "http://"+srv.Addr()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: body}
+	}
+	project := "/api/projects/" + uuid.NewString() + "/webhooks"
+	big := http.Header{"X-Big": {strings.Repeat("a", 70<<10)}}
+	get(project, big).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	get("/healthz", big).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	many := http.Header{}
+	for i := range 2000 {
+		many.Set(fmt.Sprintf("X-H%d", i), strings.Repeat("b", 30))
+	}
+	get(project, many).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	get(project, http.Header{"X-Fits": {strings.Repeat("a", 60<<10)}}).want(t, http.StatusOK)
+	if api.MaxHeaderBytes >= httpserver.MaxHeaderBytes {
+		t.Fatalf("api.MaxHeaderBytes %d must stay below httpserver.MaxHeaderBytes %d, or net/http answers first",
+			api.MaxHeaderBytes, httpserver.MaxHeaderBytes)
 	}
 }
 

@@ -142,7 +142,8 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // middleware counts requests by route and status, recovers panics as 500s,
-// checks the token and turns the mux's own 404 and 405 into JSON errors. A
+// refuses header blocks over MaxHeaderBytes (a JSON 431), checks the token
+// and turns the mux's own 404 and 405 into JSON errors. A
 // path that is not clean (empty, ".", ".." or doubled "/" segments) is an
 // unknown route, a JSON 404: the mux would answer it with a 307 redirect to
 // the clean path, which is no JSON error and would invite clients to send
@@ -155,7 +156,7 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h, pattern := mux.Handler(r)
-		clean := cleanPath(r.URL.EscapedPath())
+		clean := isCleanPath(r.URL.EscapedPath())
 		if !clean {
 			pattern = ""
 		}
@@ -229,10 +230,10 @@ func headerBytes(r *http.Request) int {
 	return n + 2
 }
 
-// cleanPath reports whether ServeMux serves the escaped path p as it is,
+// isCleanPath reports whether ServeMux serves the escaped path p as it is,
 // without redirecting to a cleaned form: p is absolute and path.Clean leaves
 // it alone but for one trailing slash.
-func cleanPath(p string) bool {
+func isCleanPath(p string) bool {
 	c := path.Clean(p)
 	return strings.HasPrefix(p, "/") && (p == c || c != "/" && p == c+"/")
 }

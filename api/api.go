@@ -12,8 +12,10 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,11 @@ const (
 	// DefaultSecretGrace is the default of HOOKRELAY_SECRET_GRACE.
 	DefaultSecretGrace = 24 * time.Hour
 )
+
+// MaxHeaderBytes is the largest request line and header block the API
+// accepts; a larger one is a JSON 431. The server must read more than this
+// (httpserver's limit is 1 MiB), or net/http refuses first in plain text.
+const MaxHeaderBytes = 64 << 10
 
 // DefaultEventTypes returns the default of HOOKRELAY_EVENT_TYPES: the events
 // of the example config domain and the test send. Each call returns a new
@@ -135,15 +142,24 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // middleware counts requests by route and status, recovers panics as 500s,
-// checks the token and turns the mux's own 404 and 405 into JSON errors.
+// refuses header blocks over MaxHeaderBytes (a JSON 431), checks the token
+// and turns the mux's own 404 and 405 into JSON errors. A
+// path that is not clean (empty, ".", ".." or doubled "/" segments) is an
+// unknown route, a JSON 404: the mux would answer it with a 307 redirect to
+// the clean path, which is no JSON error and would invite clients to send
+// their request, body and token, twice.
 func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	var want [sha256.Size]byte
 	if a.cfg.Token != "" {
-		want = sha256.Sum256([]byte("Bearer " + a.cfg.Token))
+		want = sha256.Sum256([]byte(a.cfg.Token))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h, pattern := mux.Handler(r)
+		clean := isCleanPath(r.URL.EscapedPath())
+		if !clean {
+			pattern = ""
+		}
 		route := pattern
 		if route == "" {
 			route = "unmatched"
@@ -160,14 +176,24 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 			}
 			a.metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(sw.code())).Inc()
 		}()
+		if headerBytes(r) > MaxHeaderBytes {
+			writeError(sw, &apiError{Status: http.StatusRequestHeaderFieldsTooLarge, Code: codeHeadersTooLarge,
+				Message: fmt.Sprintf("headers: the request line and headers are larger than %d bytes", MaxHeaderBytes)})
+			return
+		}
 		if a.cfg.Token != "" && !openRoutes[r.URL.Path] {
-			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			token, ok := bearerToken(r.Header.Get("Authorization"))
+			got := sha256.Sum256([]byte(token))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok {
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="hookrelay"`)
 				writeError(sw, &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized,
 					Message: "Authorization: a valid bearer token is required"})
 				return
 			}
+		}
+		if !clean {
+			writeError(sw, noRoute(r))
+			return
 		}
 		if pattern == "" {
 			unmatched(sw, r, h)
@@ -177,24 +203,59 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// unmatched runs the mux's handler for a request no route matched (404, 405
-// or a redirect to the clean path) and rewrites its error as JSON.
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// value. The scheme name is matched case-insensitively and may be followed by
+// several spaces (RFC 9110 §11.4); the token is returned as it is, for an
+// exact comparison. ok is false for any other scheme or an empty token.
+func bearerToken(header string) (token string, ok bool) {
+	scheme, rest, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(rest, " ")
+	return token, token != ""
+}
+
+// headerBytes is the size of r's request line and header block as sent
+// (HTTP/1.1 framing: "Name: value\r\n" per field, Host included), the
+// quantity http.Server.MaxHeaderBytes bounds.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
+}
+
+// isCleanPath reports whether ServeMux serves the escaped path p as it is,
+// without redirecting to a cleaned form: p is absolute and path.Clean leaves
+// it alone but for one trailing slash.
+func isCleanPath(p string) bool {
+	c := path.Clean(p)
+	return strings.HasPrefix(p, "/") && (p == c || c != "/" && p == c+"/")
+}
+
+// noRoute is the 404 of a request that no route matches.
+func noRoute(r *http.Request) *apiError {
+	return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no route " + r.Method + " " + r.URL.Path}
+}
+
+// unmatched runs the mux's handler for a request no route matched (404 or
+// 405) and rewrites its error as JSON; anything else the mux might answer
+// (a redirect) is a 404 too.
 func unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rec := &headerRecorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
+	if rec.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", rec.header.Get("Allow"))
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
 			Message: r.Method + " is not allowed on " + r.URL.Path})
-	case http.StatusNotFound, 0:
-		writeError(w, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
-	default:
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.status)
+		return
 	}
+	writeError(w, noRoute(r))
 }
 
 // headerRecorder keeps a handler's status and headers and drops its body.

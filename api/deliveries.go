@@ -79,9 +79,23 @@ func (c cursor) encode() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID.String()))
 }
 
+// Cursor times outside [minCursorTime, now+maxCursorAhead] are refused: no
+// delivery was created then, so such a cursor was crafted, and the extremes
+// are beyond what Postgres can compare (a 500) or would silently mean "the
+// first page".
+var minCursorTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// maxCursorAhead is the clock skew allowed between a cursor's time (Postgres'
+// clock) and the API's clock.
+const maxCursorAhead = 24 * time.Hour
+
+// parseCursor accepts exactly the strings encode makes, for a time within the
+// sane range: the base64 is strict, the number canonical and the id a
+// non-nil UUID in its canonical form, so any cursor accepted encodes back to
+// itself. Anything else is a 400 naming the cursor.
 func parseCursor(s string) (cursor, error) {
 	bad := invalid("cursor", "is not a cursor returned by this API")
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return cursor{}, bad
 	}
@@ -90,14 +104,18 @@ func parseCursor(s string) (cursor, error) {
 		return cursor{}, bad
 	}
 	micros, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
+	if err != nil || strconv.FormatInt(micros, 10) != ts {
 		return cursor{}, bad
 	}
 	u, err := uuid.Parse(id)
-	if err != nil {
+	if err != nil || u == uuid.Nil || u.String() != id {
 		return cursor{}, bad
 	}
-	return cursor{CreatedAt: time.UnixMicro(micros), ID: u}, nil
+	at := time.UnixMicro(micros)
+	if at.Before(minCursorTime) || at.After(time.Now().Add(maxCursorAhead)) {
+		return cursor{}, invalid("cursor", "points outside the range of delivery times; use a next_cursor returned by this API")
+	}
+	return cursor{CreatedAt: at, ID: u}, nil
 }
 
 // deliveryQuery is the parsed query string of the delivery list.
@@ -123,8 +141,13 @@ func parseDeliveryQuery(r *http.Request) (deliveryQuery, error) {
 		}
 		q.limit = n
 	}
-	if s := v.Get("cursor"); s != "" {
-		c, err := parseCursor(s)
+	// A cursor that is present is parsed even when empty or repeated: a
+	// client that sends a broken one must not silently get the first page.
+	if cs, ok := v["cursor"]; ok {
+		if len(cs) != 1 {
+			return q, invalid("cursor", "must be given once")
+		}
+		c, err := parseCursor(cs[0])
 		if err != nil {
 			return q, err
 		}
@@ -226,10 +249,15 @@ func (a *app) loadDelivery(ctx context.Context, project, webhookID, deliveryID u
 	return d, nil
 }
 
-// getDelivery returns one delivery with its payload and attempt_log.
+// getDelivery returns one delivery with its payload and attempt_log. A
+// deleted webhook's deliveries are kept for SQL audits, but the API answers
+// 404 for them as it does for the webhook's list.
 func (a *app) getDelivery(w http.ResponseWriter, r *http.Request) error {
 	project, webhookID, deliveryID, err := deliveryPath(r)
 	if err != nil {
+		return err
+	}
+	if _, err := loadWebhook(r.Context(), a.pool, project, webhookID, false); err != nil {
 		return err
 	}
 	d, err := a.loadDelivery(r.Context(), project, webhookID, deliveryID, true)

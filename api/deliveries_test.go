@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,4 +149,74 @@ func TestDeliveries_RetryReplaysFinishedDeliveryAndMaps404And409(t *testing.T) {
 	}
 	e.do("POST", "/webhooks/"+hook+"/deliveries/"+pending.String()+"/retry", nil).wantError(t, 409, "not_replayable", "delivery_id:")
 	e.do("POST", "/webhooks/"+hook+"/deliveries/"+uuid.NewString()+"/retry", nil).wantError(t, 404, "not_found", "delivery")
+}
+
+// encodeCursor builds a cursor the way a client could craft one.
+func encodeCursor(raw string) string { return base64.RawURLEncoding.EncodeToString([]byte(raw)) }
+
+func TestDeliveries_CraftedCursorIsA400NeverA500OrTheFirstPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	hook := e.createWebhook("https://x.example/in", nil)["id"].(string)
+	e.insertDelivery(hook, time.Now().Add(-time.Minute), "delivered")
+	id := uuid.NewString()
+	year := func(y int) string { return strconv.FormatInt(time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), 10) }
+	now := time.Now().UnixMicro()
+	for name, c := range map[string]string{
+		"out of Postgres' range": encodeCursor("-300000000000000000." + id),
+		"max int64":              encodeCursor("9223372036854775807." + id),
+		"before 2000":            encodeCursor(year(1999) + "." + id),
+		"far future":             encodeCursor(year(3000) + "." + id),
+		"two days ahead":         encodeCursor(strconv.FormatInt(now+48*3600e6, 10) + "." + id),
+		"sign":                   encodeCursor("+" + strconv.FormatInt(now, 10) + "." + id),
+		"leading zero":           encodeCursor("0" + strconv.FormatInt(now, 10) + "." + id),
+		"uuid in braces":         encodeCursor(strconv.FormatInt(now, 10) + ".{" + id + "}"),
+		"uuid without hyphens":   encodeCursor(strconv.FormatInt(now, 10) + "." + strings.ReplaceAll(id, "-", "")),
+		"uuid in upper case":     encodeCursor(strconv.FormatInt(now, 10) + "." + strings.ToUpper(id)),
+		"nil uuid":               encodeCursor(strconv.FormatInt(now, 10) + "." + uuid.Nil.String()),
+		"padded base64":          base64.URLEncoding.EncodeToString([]byte(strconv.FormatInt(now, 10) + "." + id + "x")),
+		"standard base64":        base64.RawStdEncoding.EncodeToString([]byte("\xfb\xff." + id)),
+		"trailing garbage":       encodeCursor(strconv.FormatInt(now, 10) + "." + id + ".x"),
+		"no id":                  encodeCursor(strconv.FormatInt(now, 10)),
+		"empty":                  "",
+		"null":                   "null",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.do("GET", "/webhooks/"+hook+"/deliveries?cursor="+url.QueryEscape(c), nil).wantError(t, 400, "invalid_field", "cursor:")
+		})
+	}
+	e.do("GET", "/webhooks/"+hook+"/deliveries?cursor="+encodeCursor(strconv.FormatInt(now, 10)+"."+id)+"&cursor=x", nil).
+		wantError(t, 400, "invalid_field", "cursor:")
+	// A cursor of a moment inside the range is still a page.
+	page := e.do("GET", "/webhooks/"+hook+"/deliveries?cursor="+encodeCursor(strconv.FormatInt(now, 10)+"."+id), nil).want(t, 200)
+	if ids, _ := pageIDs(t, page); len(ids) != 1 {
+		t.Fatalf("cursor of now: %d deliveries, want 1", len(ids))
+	}
+}
+
+func TestDeliveries_DeletedWebhookDeliveriesAre404LikeTheList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	hook := e.createWebhook("https://x.example/in", nil)["id"].(string)
+	failed := e.insertDelivery(hook, time.Now(), "failed")
+	e.do("DELETE", "/webhooks/"+hook, nil).want(t, http.StatusNoContent)
+	row := func() string {
+		var s string
+		if err := e.pool.QueryRow(t.Context(), `SELECT d::text FROM hookrelay.deliveries d WHERE id = $1`, failed).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := row()
+
+	e.do("GET", "/webhooks/"+hook+"/deliveries", nil).wantError(t, 404, "not_found", "webhook")
+	e.do("GET", "/webhooks/"+hook+"/deliveries/"+failed.String(), nil).wantError(t, 404, "not_found", "webhook")
+	e.do("POST", "/webhooks/"+hook+"/deliveries/"+failed.String()+"/retry", nil).wantError(t, 404, "not_found", "webhook")
+
+	if after := row(); after != before {
+		t.Fatalf("the refused retry changed the delivery row:\n%s\n%s", before, after)
+	}
+	if n, err := e.rdb.XLen(t.Context(), e.keys.Stream).Result(); err != nil || n != 0 {
+		t.Fatalf("stream holds %d entries (%v) after a refused retry, want none", n, err)
+	}
 }

@@ -186,3 +186,7 @@ func jsonKind(t reflect.Type) string {
 	}
 	return "an object"
 }
+
+// codeHeadersTooLarge is the code of a 431: the request line and headers are
+// larger than MaxHeaderBytes.
+const codeHeadersTooLarge = "headers_too_large"

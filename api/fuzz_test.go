@@ -2,9 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +48,15 @@ type fuzzAPI struct {
 }
 
 func newFuzzAPI(f *testing.F) *fuzzAPI {
+	fa := newFuzzServer(f)
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	return fa
+}
+
+// newFuzzServer is newFuzzAPI without the body seeds.
+func newFuzzServer(f *testing.F) *fuzzAPI {
 	db := testdb.New(f)
 	rdb, keys := testredis.New(f)
 	cfg := api.Config{AllowPrivate: true, SecretGrace: time.Minute, EventTypes: eventTypes, Stream: keys.Stream}
@@ -55,9 +67,6 @@ func newFuzzAPI(f *testing.F) *fuzzAPI {
 		f.Fatalf("create the webhook to patch: %d %s", rec.Code, rec.Body)
 	}
 	fa.hook = created.ID
-	for _, s := range fuzzSeeds {
-		f.Add([]byte(s))
-	}
 	return fa
 }
 
@@ -111,5 +120,41 @@ func FuzzDeployConfig(f *testing.F) {
 	fa := newFuzzAPI(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		check(t, fa.serve("POST", "/configs/deploy", body), body)
+	})
+}
+
+// FuzzDeliveryCursor: any cursor → no 5xx, a refusal is a 400 naming the
+// cursor, and a cursor the list accepts is exactly one that encode makes
+// (it round-trips).
+func FuzzDeliveryCursor(f *testing.F) {
+	fa := newFuzzServer(f)
+	now := time.Now().UnixMicro()
+	id := uuid.NewString()
+	enc := base64.RawURLEncoding.EncodeToString
+	for _, s := range []string{
+		enc([]byte(strconv.FormatInt(now, 10) + "." + id)),
+		enc([]byte(strconv.FormatInt(now-1e12, 10) + "." + id)),
+		enc([]byte("-300000000000000000." + id)),
+		enc([]byte("9223372036854775807." + id)),
+		enc([]byte("0." + id)),
+		enc([]byte(strconv.FormatInt(now, 10) + ".{" + id + "}")),
+		"", "null", "!!!", "bm90LWEtY3Vyc29y", "AAAA", "=",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, c string) {
+		path := "/webhooks/" + fa.hook + "/deliveries?cursor=" + url.QueryEscape(c)
+		rec := fa.serve("GET", path, nil)
+		body := rec.Body.String() // check consumes it
+		check(t, rec, []byte(c))
+		again, err := api.ReencodeCursor(c)
+		switch {
+		case rec.Code == http.StatusOK && (err != nil || again != c):
+			t.Fatalf("cursor %q accepted but re-encodes to %q (%v)", c, again, err)
+		case rec.Code == http.StatusBadRequest && !strings.HasPrefix(body, `{"error":{"code":"invalid_field","message":"cursor:`):
+			t.Fatalf("cursor %q refused without naming the cursor: %s", c, body)
+		case rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest:
+			t.Fatalf("cursor %q answered %d: %s", c, rec.Code, body)
+		}
 	})
 }

@@ -2,11 +2,14 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hookrelay/hookrelay/api"
 	"github.com/hookrelay/hookrelay/internal/httpserver"
@@ -29,6 +32,19 @@ func TestAuth_TokenRequiredOnEveryRouteButHealthChecks(t *testing.T) {
 	e.do("GET", "/webhooks", nil, "Authorization", "Bearer s3cret-token").want(t, http.StatusOK)
 	e.do("GET", "/healthz", nil).want(t, http.StatusOK)
 	e.do("GET", "/readyz", nil).want(t, http.StatusOK)
+}
+
+// RFC 9110 §11.1: the scheme name is case-insensitive; the token is not.
+func TestAuth_BearerSchemeIsCaseInsensitiveAndTheTokenExact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Token = "s3cret-token" })
+	for _, h := range []string{"Bearer s3cret-token", "bearer s3cret-token", "BEARER s3cret-token", "bEaReR   s3cret-token"} {
+		e.do("GET", "/webhooks", nil, "Authorization", h).want(t, http.StatusOK)
+	}
+	for _, h := range []string{"Bearer S3CRET-TOKEN", "Bearer s3cret-token2", "Bearer s3cret-toke", "Bearers3cret-token",
+		"Basic s3cret-token", "Bearer\ts3cret-token", "Bearer", "Bearer ", "bearer  s3cret token"} {
+		e.do("GET", "/webhooks", nil, "Authorization", h).wantError(t, http.StatusUnauthorized, "unauthorized", "Authorization:")
+	}
 }
 
 func TestHealth_MetricsCountRequestsByRoute(t *testing.T) {
@@ -59,6 +75,80 @@ func TestHealth_UnknownRoutesAndMethodsAreJSONErrors(t *testing.T) {
 	r.wantError(t, http.StatusMethodNotAllowed, "method_not_allowed", "PUT")
 	if !strings.Contains(r.header.Get("Allow"), "POST") {
 		t.Errorf("Allow header %q", r.header.Get("Allow"))
+	}
+}
+
+// ServeMux redirects a path that needs cleaning (307, no JSON); the API
+// answers it as an unknown route instead, and never redirects.
+func TestHealth_UncleanPathsAreJSON404sNotRedirects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.createWebhook("https://x.example/in", nil)
+	noRedirect := *e.srv.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	p := "/api/projects/" + e.project.String()
+	for _, path := range []string{"/" + p + "/webhooks", p + "//webhooks", p + "/./webhooks", p + "/x/../webhooks",
+		p + "/webhooks/", "//healthz", "/healthz/.", "/a/../healthz"} {
+		for _, method := range []string{"GET", "POST", "DELETE"} {
+			req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			response{status: resp.StatusCode, header: resp.Header, body: body}.wantError(t, http.StatusNotFound, "not_found", "no route")
+			if loc := resp.Header.Get("Location"); loc != "" {
+				t.Errorf("%s %s: Location %q", method, path, loc)
+			}
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM hookrelay.webhooks`); n != 1 {
+		t.Fatalf("%d webhooks after requests on unclean paths, want the 1 created", n)
+	}
+}
+
+// A header block over the API's limit is a JSON 431 as the API is served
+// (through httpserver), not net/http's plain-text one.
+func TestHealth_OversizedHeadersAreAJSON431(t *testing.T) {
+	t.Parallel()
+	db := testdb.New(t)
+	rdb, _ := testredis.New(t)
+	srv := httpserver.New("api", "127.0.0.1:0", api.New(api.Config{EventTypes: eventTypes}, db.Pool, rdb, nil, nil), nil)
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	get := func(path string, header http.Header) response {
+		req, err := http.NewRequest("GET", "http://"+srv.Addr()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: body}
+	}
+	project := "/api/projects/" + uuid.NewString() + "/webhooks"
+	big := http.Header{"X-Big": {strings.Repeat("a", 70<<10)}}
+	get(project, big).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	get("/healthz", big).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	many := http.Header{}
+	for i := range 2000 {
+		many.Set(fmt.Sprintf("X-H%d", i), strings.Repeat("b", 30))
+	}
+	get(project, many).wantError(t, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "headers:")
+	get(project, http.Header{"X-Fits": {strings.Repeat("a", 60<<10)}}).want(t, http.StatusOK)
+	if api.MaxHeaderBytes >= httpserver.MaxHeaderBytes {
+		t.Fatalf("api.MaxHeaderBytes %d must stay below httpserver.MaxHeaderBytes %d, or net/http answers first",
+			api.MaxHeaderBytes, httpserver.MaxHeaderBytes)
 	}
 }
 

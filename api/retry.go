@@ -9,8 +9,9 @@ import (
 
 // retryDelivery replays a finished delivery (delivered, failed or skipped):
 // it becomes pending with one more attempt and goes back on the stream. It
-// answers 202 with the delivery, 404 when the project's webhook has no such
-// delivery and 409 when the delivery is still pending.
+// answers 202 with the delivery, 404 when the project has no such webhook
+// (a deleted one included, as the list says) or the webhook no such
+// delivery, and 409 when the delivery is still pending.
 func (a *app) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	project, webhookID, deliveryID, err := deliveryPath(r)
 	if err != nil {
@@ -18,6 +19,8 @@ func (a *app) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	}
 	err = deliver.Replay(r.Context(), a.pool, a.rdb, a.cfg.Stream, project, webhookID, deliveryID)
 	switch {
+	case errors.Is(err, deliver.ErrWebhookNotFound):
+		return notFound("webhook")
 	case errors.Is(err, deliver.ErrNotFound):
 		return notFound("delivery")
 	case errors.Is(err, deliver.ErrNotReplayable):

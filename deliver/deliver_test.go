@@ -195,6 +195,26 @@ func TestReplay_RefusesPendingDelivery(t *testing.T) {
 	}
 }
 
+func TestReplay_RefusesDeliveryOfDeletedWebhookAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	wh := h.webhook("http://127.0.0.1:1/")
+	id := h.createDelivery(wh.ID, 3)
+	h.exec(`UPDATE hookrelay.deliveries SET status = 'failed' WHERE id = $1`, id)
+	h.exec(`DELETE FROM hookrelay.webhooks WHERE id = $1`, wh.ID)
+	before := h.state(id)
+	err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, h.keys.Stream, h.project, wh.ID, id)
+	if !errors.Is(err, deliver.ErrWebhookNotFound) || !errors.Is(err, deliver.ErrNotFound) {
+		t.Fatalf("replay under a deleted webhook: %v, want ErrWebhookNotFound (an ErrNotFound)", err)
+	}
+	if after := h.state(id); after.Status != "failed" || after.MaxAttempts != before.MaxAttempts {
+		t.Fatalf("refused replay changed the delivery: %+v → %+v", before, after)
+	}
+	if n, err := h.rdb.XLen(t.Context(), h.keys.Stream).Result(); err != nil || n != 0 {
+		t.Fatalf("stream holds %d entries (%v), want none", n, err)
+	}
+}
+
 func TestWorker_HonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -93,6 +93,13 @@ SELECT status FROM hookrelay.deliveries
 WHERE id = $1 AND project_id = $2 AND webhook_id = $3
 FOR UPDATE`
 
+// lockWebhookForReplaySQL keeps a replayed delivery's webhook from being
+// deleted until the replay commits (KEY SHARE: a PATCH may run meanwhile).
+const lockWebhookForReplaySQL = `
+SELECT 1 FROM hookrelay.webhooks
+WHERE id = $1 AND project_id = $2
+FOR KEY SHARE`
+
 // rearmSQL gives a terminal delivery one more attempt.
 const rearmSQL = `
 UPDATE hookrelay.deliveries

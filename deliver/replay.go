@@ -17,6 +17,9 @@ import (
 var (
 	// ErrNotFound: no such delivery for that project's webhook.
 	ErrNotFound = errors.New("delivery not found")
+	// ErrWebhookNotFound: the project has no such webhook (it was deleted,
+	// or never existed), whatever its deliveries. It is also ErrNotFound.
+	ErrWebhookNotFound = fmt.Errorf("webhook not found: %w", ErrNotFound)
 	// ErrNotReplayable: the delivery is still pending (its attempts are not
 	// over), so there is nothing to replay.
 	ErrNotReplayable = errors.New("delivery is still pending")
@@ -26,15 +29,29 @@ var (
 // attempt: it becomes pending with max_attempts = attempts + 1 and is put on
 // the stream at once. If publishing fails, the delivery stays pending in
 // Postgres (the reconciler puts it back on the stream) and the error says so.
+// A deleted webhook's deliveries are kept for the audit but never replayed
+// (ErrWebhookNotFound), and a refused replay changes nothing.
 func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, projectID, webhookID, deliveryID uuid.UUID) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var status string
 		err := tx.QueryRow(ctx, lockForReplaySQL, deliveryID, projectID, webhookID).Scan(&status)
+		found := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("lock delivery: %w", err)
+		}
+		// The webhook is locked after its delivery (the order of the design
+		// notes), against a concurrent DELETE: that one either ran first and
+		// is seen here, or waits and then skips the delivery made pending.
+		var one int
+		err = tx.QueryRow(ctx, lockWebhookForReplaySQL, webhookID, projectID).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
+			return ErrWebhookNotFound
 		}
 		if err != nil {
-			return fmt.Errorf("lock delivery: %w", err)
+			return fmt.Errorf("lock webhook: %w", err)
+		}
+		if !found {
+			return ErrNotFound
 		}
 		if status == statusPending {
 			return ErrNotReplayable

@@ -15,6 +15,12 @@ import (
 	"github.com/hookrelay/hookrelay/internal/service"
 )
 
+// MaxHeaderBytes is the largest request line and header block the server
+// reads (net/http's default). Beyond it net/http answers a plain-text 431
+// before the handler runs, so a handler with a tighter limit (the API's is
+// 64 KiB) enforces it itself, in its own error format.
+const MaxHeaderBytes = http.DefaultMaxHeaderBytes
+
 // Server serves a handler on an address. Start listens and serves in the
 // background; Stop shuts down gracefully, letting in-flight requests finish
 // until its context expires. A server that stops serving on its own (its
@@ -49,7 +55,7 @@ func New(name, addr string, h http.Handler, log *slog.Logger) *Server {
 			// The API's test route waits for a receiver up to the delivery timeout.
 			WriteTimeout:   2 * time.Minute,
 			IdleTimeout:    2 * time.Minute,
-			MaxHeaderBytes: 64 << 10,
+			MaxHeaderBytes: MaxHeaderBytes,
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 	}

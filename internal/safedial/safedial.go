@@ -124,10 +124,27 @@ func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
 	return "", false
 }
 
-// check returns an error wrapping ErrForbidden when ip must not be used.
+// AddrError is the refusal of one address: Control returns it (wrapped by the
+// dialer in a *net.OpError) and CheckURL for a literal address. It wraps
+// ErrForbidden. Its message names the address; Reason alone does not, for
+// callers that must not reveal what a name resolved to.
+type AddrError struct {
+	Addr   netip.Addr
+	Reason string // as returned by Forbidden: "loopback address", "6to4 (2002::/16)", …
+}
+
+// Error implements error.
+func (e *AddrError) Error() string {
+	return fmt.Sprintf("%v: %s (%s)", ErrForbidden, e.Addr, e.Reason)
+}
+
+// Unwrap returns ErrForbidden.
+func (e *AddrError) Unwrap() error { return ErrForbidden }
+
+// check returns an *AddrError when ip must not be used.
 func check(ip netip.Addr) error {
 	if reason, bad := Forbidden(ip); bad {
-		return fmt.Errorf("%w: %s (%s)", ErrForbidden, ip, reason)
+		return &AddrError{Addr: ip, Reason: reason}
 	}
 	return nil
 }
@@ -155,7 +172,8 @@ func Control(allowPrivate bool) func(network, address string, c syscall.RawConn)
 // http or https, with a host and without user:password. Unless allowPrivate, a
 // literal IP address or a localhost name is refused when Forbidden, and a
 // hostname is resolved with resolver (nil: net.DefaultResolver) and refused when
-// any of its addresses is forbidden. A failed resolution is not an error: the
+// any of its addresses is forbidden; that error gives the reason but not the
+// resolved address. A failed resolution is not an error: the
 // name may only resolve later, and the dialer re-checks at every connection.
 // Shape errors wrap ErrInvalidURL; address errors wrap ErrForbidden.
 func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.Resolver) error {
@@ -199,8 +217,10 @@ func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.
 		return nil // best effort: the dialer is the real guard
 	}
 	for _, a := range addrs {
-		if err := check(a); err != nil {
-			return fmt.Errorf("check url host %s: %w", host, err)
+		// The name is the caller's, the address is what DNS answered: naming
+		// it would let whoever registers webhooks read internal DNS.
+		if reason, bad := Forbidden(a); bad {
+			return fmt.Errorf("check url host %s: %w: resolves to a forbidden address (%s)", host, ErrForbidden, reason)
 		}
 	}
 	return nil

@@ -22,7 +22,8 @@ import (
 )
 
 // ErrForbidden is wrapped by every refusal to use an address; the wrapping error
-// names the address and why it is refused. Test with errors.Is.
+// says why it is refused, and names the address unless it came from resolving a
+// name (see AddrError and CheckURL). Test with errors.Is.
 var ErrForbidden = errors.New("forbidden address")
 
 // ErrInvalidURL is wrapped by CheckURL errors about the shape of a URL (scheme,

@@ -243,13 +243,17 @@ func checkText(field, s string, minLen, maxLen int) error {
 func invisible(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // checkURL checks a webhook URL: absolute http(s), at most maxURLLength
-// bytes, no credentials, and not a private address unless allowed.
+// bytes, no credentials, no IPv4 address in a non-canonical form (numericHost),
+// and not a private address unless allowed.
 func (v validator) checkURL(ctx context.Context, raw string) error {
 	if len(raw) > maxURLLength {
 		return invalid("url", "must have at most %d characters", maxURLLength)
 	}
 	if raw == "" || strings.ContainsFunc(raw, unicode.IsControl) || strings.ContainsFunc(raw, unicode.IsSpace) {
 		return invalid("url", "must be an absolute http or https URL")
+	}
+	if host, ok := numericHost(raw); ok {
+		return invalid("url", "host %q is an IPv4 address in a shorthand, decimal, hex or octal form, which parsers read differently; write it as four decimal numbers (like 203.0.113.10)", host)
 	}
 	ctx, cancel := context.WithTimeout(ctx, urlCheckTimeout)
 	defer cancel()

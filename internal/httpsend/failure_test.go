@@ -6,7 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,5 +139,79 @@ func TestSend_StandardWebhooksWithNonBase64SecretFailsClearly(t *testing.T) {
 	res := sender(t, Config{AllowPrivate: true, StandardWebhooks: true}).Send(t.Context(), request(srv.URL, "whsec_not base64!"))
 	if res.Err == nil || res.ErrorClass != ClassOther || hits.Load() != 0 {
 		t.Fatalf("Send = %+v (hits %d), want an error before sending", res, hits.Load())
+	}
+}
+
+// ipInText matches an IPv4 address or a bracketed or colon-rich IPv6 address.
+var ipInText = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]*\]|::`)
+
+func TestSend_RefusedNameDoesNotRevealResolvedAddressUnlessPrivateAllowed(t *testing.T) {
+	t.Parallel()
+	srv, _, hits := receiver(t, nil)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	u := "http://localhost:" + port + "/hook" // a name that resolves to a loopback address
+
+	res := sender(t, Config{AllowPrivate: false}).Send(t.Context(), request(u, "whsec_x"))
+	if res.ErrorClass != ClassForbiddenAddress || !errors.Is(res.Err, safedial.ErrForbidden) {
+		t.Fatalf("Send = %+v, want class forbidden_address wrapping ErrForbidden", res)
+	}
+	if got, want := res.Err.Error(), "post: destination address not allowed (loopback address)"; got != want {
+		t.Errorf("error %q, want %q", got, want)
+	}
+	if ip := ipInText.FindString(res.Err.Error()); ip != "" {
+		t.Errorf("error %q names the resolved address %s", res.Err, ip)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("receiver got %d requests, want 0", n)
+	}
+
+	// With private networks allowed the refusal cannot happen; a dial error
+	// keeps the address it dialed, which helps in development.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, closed, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	res = sender(t, Config{AllowPrivate: true}).Send(t.Context(), request("http://localhost:"+closed+"/hook", "whsec_x"))
+	if res.ErrorClass != ClassConnectionRefused {
+		t.Fatalf("Send to a closed port = %+v, want class connection_refused", res)
+	}
+	if ip := ipInText.FindString(res.Err.Error()); ip == "" {
+		t.Errorf("error %q lost the dialed address with private networks allowed", res.Err)
+	}
+}
+
+func TestWithoutAddresses_DropsDialAndDNSServerAddressesKeepsChain(t *testing.T) {
+	t.Parallel()
+	refused := &net.OpError{Op: "dial", Net: "tcp",
+		Addr: &net.TCPAddr{IP: net.ParseIP("93.184.215.14"), Port: 443},
+		Err:  os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	dns := &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "hooks.corp.example", Server: "10.0.0.2:53", IsNotFound: true}}
+	reset := &net.OpError{Op: "read", Net: "tcp",
+		Source: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 40000},
+		Addr:   &net.TCPAddr{IP: net.ParseIP("2606:4700::1"), Port: 443},
+		Err:    os.NewSyscallError("read", syscall.ECONNRESET)}
+	refusedV6 := &net.OpError{Op: "dial", Net: "tcp",
+		Addr: &net.TCPAddr{IP: net.ParseIP("2002:a00:1::1"), Port: 443},
+		Err:  &safedial.AddrError{Addr: netip.MustParseAddr("2002:a00:1::1"), Reason: "6to4 (2002::/16)"}}
+	for _, c := range []struct {
+		err   error
+		want  string
+		class string
+	}{
+		{refused, "dial tcp: connect: connection refused", ClassConnectionRefused},
+		{dns, "dial tcp: lookup hooks.corp.example: no such host", ClassDNS},
+		{reset, "read tcp: read: connection reset by peer", ClassConnectionReset},
+		{refusedV6, "destination address not allowed (6to4 (2002::/16))", ClassForbiddenAddress},
+	} {
+		got := withoutAddresses(c.err)
+		if got.Error() != c.want {
+			t.Errorf("withoutAddresses(%q) = %q, want %q", c.err, got, c.want)
+		}
+		if cl := classify(got); cl != c.class {
+			t.Errorf("classify(withoutAddresses(%q)) = %s, want %s", c.err, cl, c.class)
+		}
 	}
 }

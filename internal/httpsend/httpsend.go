@@ -79,7 +79,9 @@ const (
 // Result is the outcome of one attempt. Either StatusCode is set (the receiver
 // answered; ErrorClass is "" and Err nil) or StatusCode is 0 and ErrorClass and
 // Err say why there is no response. Err never contains the URL (which may carry
-// credentials in its query) nor any header value.
+// credentials in its query) nor any header value, and unless AllowPrivate it
+// names no resolved address (a refusal reads "destination address not allowed
+// (loopback address)").
 type Result struct {
 	Started    time.Time
 	Duration   time.Duration
@@ -169,6 +171,9 @@ func (s *Sender) send(ctx context.Context, req Request, started time.Time) Resul
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // drop the URL: it may carry credentials
+		}
+		if !s.cfg.AllowPrivate {
+			err = withoutAddresses(err)
 		}
 		err = fmt.Errorf("post: %w", err)
 		return failure(classify(err), err)

@@ -15,13 +15,15 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 )
 
 // ErrForbidden is wrapped by every refusal to use an address; the wrapping error
-// names the address and why it is refused. Test with errors.Is.
+// says why it is refused, and names the address unless it came from resolving a
+// name (see AddrError and CheckURL). Test with errors.Is.
 var ErrForbidden = errors.New("forbidden address")
 
 // ErrInvalidURL is wrapped by CheckURL errors about the shape of a URL (scheme,
@@ -46,33 +48,56 @@ var forbiddenRanges = []rangeRule{
 	{netip.MustParsePrefix("100::/64"), "discard-only (100::/64)"},
 }
 
-// embeddedIPv4 lists IPv6 blocks whose last 32 bits carry an IPv4 address that a
-// gateway may forward to (NAT64, IPv4-compatible); that IPv4 address is checked too.
-var embeddedIPv4 = []netip.Prefix{
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("::/96"),
+// Addresses of cloud instance services, reachable from a VM and never a webhook
+// receiver: 169.254.169.254 (AWS, GCP, Azure IMDS and others; link-local too)
+// and 168.63.129.16 (Azure's wire server, a public address).
+var metadataAddrs = []netip.Addr{
+	netip.AddrFrom4([4]byte{169, 254, 169, 254}),
+	netip.AddrFrom4([4]byte{168, 63, 129, 16}),
+}
+
+// wellKnownNAT64 is the RFC 6052 prefix a DNS64 resolver synthesises for
+// IPv4-only hosts on an IPv6-only network: the IPv4 address is always the last
+// 32 bits, and the translator reaches exactly that address.
+var wellKnownNAT64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// translationPrefixes are IPv6 blocks that carry an IPv4 address (or hand the
+// packet to a translator or tunnel) other than the well-known NAT64 prefix.
+// They are refused whatever IPv4 address they embed: where that address sits
+// is chosen by the operator (local-use NAT64, RFC 8215: /32 to /96), obfuscated
+// or doubled (Teredo: server and XOR-ed client), or the mechanism is deprecated
+// and unrouted on the Internet (6to4 relays, RFC 7526; IPv4-compatible, RFC
+// 4291; IPv4-translated SIIT addresses, RFC 2765). Extracting an IPv4 address
+// from them would mean guessing what a gateway on the path does with it; no
+// webhook receiver needs them, so refusing them outright cannot be fooled.
+var translationPrefixes = []rangeRule{
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"},
+	{netip.MustParsePrefix("2002::/16"), "6to4 (2002::/16)"},
+	{netip.MustParsePrefix("2001::/32"), "Teredo (2001::/32)"},
+	{netip.MustParsePrefix("::ffff:0:0:0/96"), "IPv4-translated (::ffff:0:0:0/96)"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible (::/96)"},
 }
 
 // Forbidden reports whether deliveries must not connect to ip, and why: loopback,
-// private (RFC 1918, fc00::/7), link-local (including the 169.254.169.254 cloud
-// metadata address), unspecified, multicast, broadcast, carrier-grade NAT,
-// 0.0.0.0/8, other reserved blocks, and the IPv4-mapped, IPv4-compatible and
-// NAT64 forms of all of these. An invalid address is forbidden.
+// private (RFC 1918, fc00::/7), link-local, the cloud metadata addresses
+// (169.254.169.254, Azure's 168.63.129.16), unspecified, multicast, broadcast,
+// carrier-grade NAT, 0.0.0.0/8 and other reserved blocks. An IPv4-mapped address
+// (::ffff:a.b.c.d) and a well-known NAT64 address (64:ff9b::a.b.c.d) are judged
+// by the IPv4 address they carry; every other IPv6 form that embeds an IPv4
+// address or leads to a tunnel (6to4, Teredo, local-use NAT64, IPv4-translated,
+// IPv4-compatible) is forbidden whatever it embeds. An invalid address is
+// forbidden.
 func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
 	if !ip.IsValid() {
 		return "invalid address", true
 	}
 	ip = ip.WithZone("").Unmap()
-	if ip.Is6() {
-		for _, p := range embeddedIPv4 {
-			if p.Contains(ip) && ip != netip.IPv6Unspecified() && ip != netip.IPv6Loopback() {
-				b := ip.As16()
-				v4 := netip.AddrFrom4([4]byte(b[12:16]))
-				if r, bad := Forbidden(v4); bad {
-					return r + " embedded in " + p.String(), true
-				}
-			}
+	if wellKnownNAT64.Contains(ip) {
+		b := ip.As16()
+		if r, bad := Forbidden(netip.AddrFrom4([4]byte(b[12:16]))); bad {
+			return r + " embedded in " + wellKnownNAT64.String(), true
 		}
+		return "", false
 	}
 	switch {
 	case ip.IsUnspecified():
@@ -81,7 +106,7 @@ func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
 		return "loopback address", true
 	case ip.IsPrivate():
 		return "private network address", true
-	case ip == netip.AddrFrom4([4]byte{169, 254, 169, 254}):
+	case slices.Contains(metadataAddrs, ip):
 		return "cloud metadata address", true
 	case ip.IsLinkLocalUnicast():
 		return "link-local address", true
@@ -90,18 +115,37 @@ func Forbidden(ip netip.Addr) (reason string, forbidden bool) {
 	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return "broadcast address", true
 	}
-	for _, r := range forbiddenRanges {
-		if r.prefix.Contains(ip) {
-			return r.reason, true
+	for _, rules := range [][]rangeRule{forbiddenRanges, translationPrefixes} {
+		for _, r := range rules {
+			if r.prefix.Contains(ip) {
+				return r.reason, true
+			}
 		}
 	}
 	return "", false
 }
 
-// check returns an error wrapping ErrForbidden when ip must not be used.
+// AddrError is the refusal of one address: Control returns it (wrapped by the
+// dialer in a *net.OpError) and CheckURL for a literal address. It wraps
+// ErrForbidden. Its message names the address; Reason alone does not, for
+// callers that must not reveal what a name resolved to.
+type AddrError struct {
+	Addr   netip.Addr
+	Reason string // as returned by Forbidden: "loopback address", "6to4 (2002::/16)", …
+}
+
+// Error implements error.
+func (e *AddrError) Error() string {
+	return fmt.Sprintf("%v: %s (%s)", ErrForbidden, e.Addr, e.Reason)
+}
+
+// Unwrap returns ErrForbidden.
+func (e *AddrError) Unwrap() error { return ErrForbidden }
+
+// check returns an *AddrError when ip must not be used.
 func check(ip netip.Addr) error {
 	if reason, bad := Forbidden(ip); bad {
-		return fmt.Errorf("%w: %s (%s)", ErrForbidden, ip, reason)
+		return &AddrError{Addr: ip, Reason: reason}
 	}
 	return nil
 }
@@ -129,7 +173,8 @@ func Control(allowPrivate bool) func(network, address string, c syscall.RawConn)
 // http or https, with a host and without user:password. Unless allowPrivate, a
 // literal IP address or a localhost name is refused when Forbidden, and a
 // hostname is resolved with resolver (nil: net.DefaultResolver) and refused when
-// any of its addresses is forbidden. A failed resolution is not an error: the
+// any of its addresses is forbidden; that error gives the reason but not the
+// resolved address. A failed resolution is not an error: the
 // name may only resolve later, and the dialer re-checks at every connection.
 // Shape errors wrap ErrInvalidURL; address errors wrap ErrForbidden.
 func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.Resolver) error {
@@ -173,8 +218,10 @@ func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver *net.
 		return nil // best effort: the dialer is the real guard
 	}
 	for _, a := range addrs {
-		if err := check(a); err != nil {
-			return fmt.Errorf("check url host %s: %w", host, err)
+		// The name is the caller's, the address is what DNS answered: naming
+		// it would let whoever registers webhooks read internal DNS.
+		if reason, bad := Forbidden(a); bad {
+			return fmt.Errorf("check url host %s: %w: resolves to a forbidden address (%s)", host, ErrForbidden, reason)
 		}
 	}
 	return nil

@@ -156,10 +156,63 @@ func TestCheckURL_HostnameResolvingToForbiddenAddressIsRefused(t *testing.T) {
 		"public.hookrelay.test.": netip.MustParseAddr("93.184.215.14"),
 	})
 	err := CheckURL(t.Context(), "https://rebind.hookrelay.test/hook", false, r)
-	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "169.254.169.254") {
-		t.Errorf("CheckURL(name → 169.254.169.254) = %v, want ErrForbidden naming the address", err)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "cloud metadata address") {
+		t.Errorf("CheckURL(name → 169.254.169.254) = %v, want ErrForbidden giving the reason", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "169.254") {
+		t.Errorf("CheckURL(name → 169.254.169.254) = %v names the resolved address (an oracle for internal DNS)", err)
 	}
 	if err := CheckURL(t.Context(), "https://public.hookrelay.test/hook", false, r); err != nil {
 		t.Errorf("CheckURL(name → public address) = %v, want nil", err)
+	}
+}
+
+// TestForbidden_IPv6FormsEmbeddingIPv4 covers each IPv6 form that carries an
+// IPv4 address, once with a private one (10.0.0.1) and once with a public one
+// (8.8.8.8). Only the IPv4-mapped and well-known NAT64 forms are judged by the
+// address they carry; the others are refused whatever they carry.
+func TestForbidden_IPv6FormsEmbeddingIPv4(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		form, addr string
+		want       string // substring of the reason; "" means allowed
+	}{
+		{"IPv4-mapped, private", "::ffff:10.0.0.1", "private network"},
+		{"IPv4-mapped, public", "::ffff:8.8.8.8", ""},
+		{"well-known NAT64, private", "64:ff9b::a00:1", "private network address embedded in 64:ff9b::/96"},
+		{"well-known NAT64, public", "64:ff9b::808:808", ""},
+		{"local-use NAT64, private", "64:ff9b:1::a00:1", "local-use NAT64"},
+		{"local-use NAT64, public", "64:ff9b:1:808:808::", "local-use NAT64"},
+		{"6to4, private", "2002:a00:1::1", "6to4"},
+		{"6to4, public", "2002:808:808::1", "6to4"},
+		{"SIIT IPv4-translated, private", "::ffff:0:a00:1", "IPv4-translated"},
+		{"SIIT IPv4-translated, public", "::ffff:0:808:808", "IPv4-translated"},
+		// Teredo: server 65.54.227.120, client XOR 0xffffffff in the last 32 bits.
+		{"Teredo, private client", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo"},
+		{"Teredo, public client", "2001:0:4136:e378:8000:63bf:f7f7:f7f7", "Teredo"},
+		{"IPv4-compatible, private", "::a00:1", "IPv4-compatible"},
+		{"IPv4-compatible, public", "::808:808", "IPv4-compatible"},
+	} {
+		reason, bad := Forbidden(netip.MustParseAddr(c.addr))
+		switch {
+		case c.want == "" && bad:
+			t.Errorf("%s: Forbidden(%s) = %q, true; want allowed", c.form, c.addr, reason)
+		case c.want != "" && (!bad || !strings.Contains(reason, c.want)):
+			t.Errorf("%s: Forbidden(%s) = %q, %v; want refused as %q", c.form, c.addr, reason, bad, c.want)
+		}
+	}
+}
+
+func TestForbidden_AzureWireServerIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"168.63.129.16", "::ffff:168.63.129.16", "64:ff9b::a83f:8110"} {
+		if reason, bad := Forbidden(netip.MustParseAddr(s)); !bad || !strings.Contains(reason, "cloud metadata") {
+			t.Errorf("Forbidden(%s) = %q, %v; want refused as a cloud metadata address", s, reason, bad)
+		}
+	}
+	for _, s := range []string{"168.63.129.15", "168.63.129.17"} {
+		if reason, bad := Forbidden(netip.MustParseAddr(s)); bad {
+			t.Errorf("Forbidden(%s) = %q, true; want allowed (only the wire server is refused)", s, reason)
+		}
 	}
 }

@@ -4,14 +4,15 @@
 // metrics endpoints.
 //
 // Every project-scoped route lives under /api/projects/{project_id}; a project
-// only ever sees its own rows, and another project's webhook is a 404. Every
+// only ever sees its own rows, and another project's webhook is a 404. API
+// keys (/api/keys, admin only) are bound to one project or are admin keys; a
+// project key reaches only its project's routes. Every
 // error is a JSON object {"error": {"code": ..., "message": ...}} whose
 // message names the field at fault, and a refused request changes nothing.
 package api
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,7 +57,9 @@ func DefaultEventTypes() []string {
 // Config is the API's configuration; cmd/hookrelay fills it from config.Config.
 type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on every
-	// route but /healthz and /readyz (HOOKRELAY_API_TOKEN).
+	// route but /healthz and /readyz (HOOKRELAY_API_TOKEN), unless the request
+	// carries a valid API key instead. The token is the admin key; when it is
+	// empty the API is open and keys are not checked.
 	Token string
 	// AllowPrivate lets webhook URLs and test sends point at loopback and
 	// private addresses (HOOKRELAY_ALLOW_PRIVATE_NETWORKS). It overrides
@@ -84,16 +87,17 @@ type app struct {
 	log      *slog.Logger
 	sender   *httpsend.Sender
 	validate validator
+	auth     authenticator
 }
 
 // projectPath is the prefix of every project-scoped route.
 const projectPath = "/api/projects/{project_id}"
 
 // New returns the API's handler: the routes under /api/projects/{project_id}
-// (webhooks, their deliveries, /configs/deploy), /healthz, /readyz and
-// /metrics (reg, when it can also be gathered, as a *prometheus.Registry
-// can), behind the bearer-token check when cfg.Token is set. Requests are
-// counted by route pattern and status. A nil reg means metrics off (no
+// (webhooks, their deliveries, /configs/deploy), /api/keys, /healthz,
+// /readyz and /metrics (reg, when it can also be gathered, as a
+// *prometheus.Registry can), behind the bearer-token and API-key check when
+// cfg.Token is set. Requests are counted by route pattern and status. A nil reg means metrics off (no
 // /metrics route) and a nil log logs nothing.
 func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) http.Handler {
 	m := metrics.New(reg)
@@ -110,6 +114,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 		log:      log,
 		sender:   httpsend.New(send),
 		validate: newValidator(cfg.AllowPrivate, cfg.EventTypes, send.HeaderPrefix),
+		auth:     authenticator{token: sha256.Sum256([]byte(cfg.Token)), db: pool},
 	}
 
 	mux := http.NewServeMux()
@@ -130,6 +135,9 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 		method, path, _ := strings.Cut(route, " ")
 		mux.Handle(method+" "+projectPath+path, a.wrap(h))
 	}
+	for route, h := range a.keyRoutes() {
+		mux.Handle(route, a.wrap(h))
+	}
 	mux.Handle("GET /healthz", a.wrap(a.healthz))
 	mux.Handle("GET /readyz", a.wrap(a.readyz))
 	if g, ok := metrics.Gatherer(reg); ok {
@@ -143,16 +151,12 @@ var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // middleware counts requests by route and status, recovers panics as 500s,
 // refuses header blocks over MaxHeaderBytes (a JSON 431), checks the token
-// and turns the mux's own 404 and 405 into JSON errors. A
+// or key (checkAuth) and turns the mux's own 404 and 405 into JSON errors. A
 // path that is not clean (empty, ".", ".." or doubled "/" segments) is an
 // unknown route, a JSON 404: the mux would answer it with a 307 redirect to
 // the clean path, which is no JSON error and would invite clients to send
 // their request, body and token, twice.
 func (a *app) middleware(mux *http.ServeMux) http.Handler {
-	var want [sha256.Size]byte
-	if a.cfg.Token != "" {
-		want = sha256.Sum256([]byte(a.cfg.Token))
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h, pattern := mux.Handler(r)
@@ -181,15 +185,8 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 				Message: fmt.Sprintf("headers: the request line and headers are larger than %d bytes", MaxHeaderBytes)})
 			return
 		}
-		if a.cfg.Token != "" && !openRoutes[r.URL.Path] {
-			token, ok := bearerToken(r.Header.Get("Authorization"))
-			got := sha256.Sum256([]byte(token))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok {
-				sw.Header().Set("WWW-Authenticate", `Bearer realm="hookrelay"`)
-				writeError(sw, &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized,
-					Message: "Authorization: a valid bearer token is required"})
-				return
-			}
+		if !a.checkAuth(sw, r) {
+			return
 		}
 		if !clean {
 			writeError(sw, noRoute(r))
@@ -201,19 +198,6 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 		}
 		mux.ServeHTTP(sw, r)
 	})
-}
-
-// bearerToken returns the token of an "Authorization: Bearer <token>"
-// value. The scheme name is matched case-insensitively and may be followed by
-// several spaces (RFC 9110 §11.4); the token is returned as it is, for an
-// exact comparison. ok is false for any other scheme or an empty token.
-func bearerToken(header string) (token string, ok bool) {
-	scheme, rest, found := strings.Cut(header, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimLeft(rest, " ")
-	return token, token != ""
 }
 
 // headerBytes is the size of r's request line and header block as sent

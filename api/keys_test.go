@@ -187,3 +187,15 @@ func TestKeys_KeyRoutesNeedTheTokenOrAnAdminKey(t *testing.T) {
 		t.Fatalf("unauthenticated creates stored %d keys", n)
 	}
 }
+
+// Without HOOKRELAY_API_TOKEN the API is open (development): keys can be
+// managed, and a project key limits nothing, as no credential is checked.
+func TestKeys_WithoutATokenKeysAreNotChecked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	k := e.do("POST", "/api/keys", map[string]any{"name": "ci", "project_id": e.project}).want(t, http.StatusCreated)
+	auth := bearer(k["key"].(string))
+	e.do("GET", "/api/projects/"+uuid.NewString()+"/webhooks", nil, auth...).want(t, http.StatusOK)
+	e.do("GET", "/api/keys", nil, auth...).want(t, http.StatusOK)
+	e.do("GET", "/webhooks", nil, bearer("anything")...).want(t, http.StatusOK)
+}

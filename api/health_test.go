@@ -1,10 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +191,23 @@ func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + srv.Addr() + "/healthz"); err == nil {
 		t.Fatalf("server still answers after Stop")
+	}
+}
+
+// GET /openapi.json answers the embedded document, without a token.
+func TestHealth_OpenAPIDocumentIsServedWithoutAToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Token = "s3cret-token" })
+	r := e.do("GET", "/openapi.json", nil)
+	r.want(t, http.StatusOK)
+	want, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.body, want) {
+		t.Errorf("GET /openapi.json is not api/openapi.json (%d bytes, want %d)", len(r.body), len(want))
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
 	}
 }

@@ -72,7 +72,7 @@ type response struct {
 // (sent as is) or a value (sent as JSON).
 func (e *env) do(method, path string, body any, header ...string) response {
 	e.t.Helper()
-	if !strings.HasPrefix(path, "/api") && !strings.HasSuffix(path, "z") && path != "/metrics" {
+	if !strings.HasPrefix(path, "/api") && !strings.HasSuffix(path, "z") && path != "/metrics" && path != "/openapi.json" {
 		path = "/api/projects/" + e.project.String() + path
 	}
 	var rd io.Reader

@@ -136,7 +136,9 @@ func TestHealth_OversizedHeadersAreAJSON431(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		return response{status: resp.StatusCode, header: resp.Header, body: body}
+		res := response{status: resp.StatusCode, header: resp.Header, body: body}
+		checkContract(t, req.Method, req.URL.String(), req.Header, nil, res)
+		return res
 	}
 	project := "/api/projects/" + uuid.NewString() + "/webhooks"
 	big := http.Header{"X-Big": {strings.Repeat("a", 70<<10)}}
@@ -164,12 +166,14 @@ func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + srv.Addr() + path)
+		url := "http://" + srv.Addr() + path
+		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		checkContract(t, "GET", url, http.Header{}, nil, response{status: resp.StatusCode, header: resp.Header, body: b})
 		return resp.StatusCode, string(b)
 	}
 	if code, body := get("/readyz"); code != http.StatusOK {

@@ -57,9 +57,9 @@ func DefaultEventTypes() []string {
 // Config is the API's configuration; cmd/hookrelay fills it from config.Config.
 type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on every
-	// route but /healthz and /readyz (HOOKRELAY_API_TOKEN), unless the request
-	// carries a valid API key instead. The token is the admin key; when it is
-	// empty the API is open and keys are not checked.
+	// route but /healthz, /readyz and /openapi.json (HOOKRELAY_API_TOKEN),
+	// unless the request carries a valid API key instead. The token is the
+	// admin key; when it is empty the API is open and keys are not checked.
 	Token string
 	// AllowPrivate lets webhook URLs and test sends point at loopback and
 	// private addresses (HOOKRELAY_ALLOW_PRIVATE_NETWORKS). It overrides
@@ -95,10 +95,11 @@ const projectPath = "/api/projects/{project_id}"
 
 // New returns the API's handler: the routes under /api/projects/{project_id}
 // (webhooks, their deliveries, /configs/deploy), /api/keys, /healthz,
-// /readyz and /metrics (reg, when it can also be gathered, as a
-// *prometheus.Registry can), behind the bearer-token and API-key check when
-// cfg.Token is set. Requests are counted by route pattern and status. A nil reg means metrics off (no
-// /metrics route) and a nil log logs nothing.
+// /readyz, /openapi.json (the API's OpenAPI 3.1 document) and /metrics (reg,
+// when it can also be gathered, as a *prometheus.Registry can), behind the
+// bearer-token and API-key check when cfg.Token is set. Requests are counted
+// by route pattern and status. A nil reg means metrics off (no /metrics
+// route) and a nil log logs nothing.
 func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) http.Handler {
 	m := metrics.New(reg)
 	if log == nil {
@@ -118,7 +119,18 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 	}
 
 	mux := http.NewServeMux()
-	routes := map[string]handlerFunc{
+	for pattern, h := range a.routes(reg) {
+		mux.Handle(pattern, h)
+	}
+	return a.middleware(mux)
+}
+
+// routes are every route the API serves, by pattern: those under
+// projectPath, the health checks, the OpenAPI document and, when reg can be
+// gathered, /metrics. api/openapi.json describes each of them, as a test
+// checks.
+func (a *app) routes(reg prometheus.Registerer) map[string]http.Handler {
+	project := map[string]handlerFunc{
 		"GET /webhooks":                                      a.listWebhooks,
 		"POST /webhooks":                                     a.createWebhook,
 		"GET /webhooks/{id}":                                 a.getWebhook,
@@ -131,23 +143,27 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 		"POST /webhooks/{id}/deliveries/{delivery_id}/retry": a.retryDelivery,
 		"POST /configs/deploy":                               a.deployConfig,
 	}
-	for route, h := range routes {
+	routes := map[string]http.Handler{
+		"GET /healthz":      a.wrap(a.healthz),
+		"GET /readyz":       a.wrap(a.readyz),
+		"GET /openapi.json": a.wrap(a.openapi),
+	}
+	for route, h := range project {
 		method, path, _ := strings.Cut(route, " ")
-		mux.Handle(method+" "+projectPath+path, a.wrap(h))
+		routes[method+" "+projectPath+path] = a.wrap(h)
 	}
 	for route, h := range a.keyRoutes() {
-		mux.Handle(route, a.wrap(h))
+		routes[route] = a.wrap(h)
 	}
-	mux.Handle("GET /healthz", a.wrap(a.healthz))
-	mux.Handle("GET /readyz", a.wrap(a.readyz))
 	if g, ok := metrics.Gatherer(reg); ok {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		routes["GET /metrics"] = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	}
-	return a.middleware(mux)
+	return routes
 }
 
-// openRoutes need no token: orchestrators probe them.
-var openRoutes = map[string]bool{"/healthz": true, "/readyz": true}
+// openRoutes need no token: orchestrators probe the health checks, and the
+// API's contract is no secret.
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.json": true}
 
 // middleware counts requests by route and status, recovers panics as 500s,
 // refuses header blocks over MaxHeaderBytes (a JSON 431), checks the token

@@ -1,10 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +136,9 @@ func TestHealth_OversizedHeadersAreAJSON431(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		return response{status: resp.StatusCode, header: resp.Header, body: body}
+		res := response{status: resp.StatusCode, header: resp.Header, body: body}
+		checkContract(t, req.Method, req.URL.String(), req.Header, nil, res)
+		return res
 	}
 	project := "/api/projects/" + uuid.NewString() + "/webhooks"
 	big := http.Header{"X-Big": {strings.Repeat("a", 70<<10)}}
@@ -162,12 +166,14 @@ func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + srv.Addr() + path)
+		url := "http://" + srv.Addr() + path
+		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		checkContract(t, "GET", url, http.Header{}, nil, response{status: resp.StatusCode, header: resp.Header, body: b})
 		return resp.StatusCode, string(b)
 	}
 	if code, body := get("/readyz"); code != http.StatusOK {
@@ -189,5 +195,23 @@ func TestHealth_ReadyzNamesRedisWhenItIsDown(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + srv.Addr() + "/healthz"); err == nil {
 		t.Fatalf("server still answers after Stop")
+	}
+}
+
+// GET /openapi.json answers the embedded document, without a token.
+func TestHealth_OpenAPIDocumentIsServedWithoutAToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *api.Config) { c.Token = "s3cret-token" })
+	r := e.do("GET", "/openapi.json", nil)
+	r.want(t, http.StatusOK)
+	want, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.body, want) {
+		t.Errorf("GET /openapi.json is not api/openapi.json (%d bytes, want %d)", len(r.body), len(want))
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
 	}
 }

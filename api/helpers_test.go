@@ -69,25 +69,25 @@ type response struct {
 
 // do sends a request; path is absolute when it starts with "/api" or is a
 // health route, else relative to this test's project. body may be a string
-// (sent as is) or a value (sent as JSON).
+// (sent as is) or a value (sent as JSON). The request and its answer must
+// match api/openapi.json, as checkContract says.
 func (e *env) do(method, path string, body any, header ...string) response {
 	e.t.Helper()
-	if !strings.HasPrefix(path, "/api") && !strings.HasSuffix(path, "z") && path != "/metrics" {
+	if !strings.HasPrefix(path, "/api") && !strings.HasSuffix(path, "z") && path != "/metrics" && path != "/openapi.json" {
 		path = "/api/projects/" + e.project.String() + path
 	}
-	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		raw = []byte(b)
 	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
 			e.t.Fatal(err)
 		}
-		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(raw))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -100,11 +100,13 @@ func (e *env) do(method, path string, body any, header ...string) response {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	got, err := io.ReadAll(resp.Body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+	res := response{status: resp.StatusCode, header: resp.Header, body: got}
+	checkContract(e.t, method, e.srv.URL+path, req.Header, raw, res)
+	return res
 }
 
 // want fails the test unless the status is status; it returns the body decoded.

@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hookrelay/hookrelay/outbox"
 )
 
 // Limits on the fields of POST /configs/deploy.
@@ -155,12 +157,18 @@ func (d deploy) run(ctx context.Context, tx pgx.Tx) (deployResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("insert config revision: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO hookrelay_example.environments
+	_, err = tx.Exec(ctx, `INSERT INTO hookrelay_example.environments
 		(project_id, application_id, name, config_id, deployed_by)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (project_id, application_id, name)
 		DO UPDATE SET config_id = EXCLUDED.config_id, deployed_by = EXCLUDED.deployed_by, deployed_at = now()`,
-		d.project, d.application, d.in.Environment, res.ConfigID, d.in.DeployedBy); err != nil {
+		d.project, d.application, d.in.Environment, res.ConfigID, d.in.DeployedBy)
+	if outbox.IsDataTooLarge(err) {
+		// The body is capped well under the event's cap, but jsonb writes
+		// numbers out: a short params can make a long event.
+		return res, invalid("params", "makes the config.deployed event's data larger than the %d bytes allowed (as Postgres stores it)", outbox.MaxDataBytes)
+	}
+	if err != nil {
 		return res, fmt.Errorf("deploy config %s to %s: %w", res.ConfigID, d.in.Environment, err)
 	}
 	// The trigger's outbox row is the last value this session drew from the

@@ -90,6 +90,8 @@ func TestDeploy_RejectedDeployEmitsNothing(t *testing.T) {
 		{"unknown field", mustJSON(deployBody(app, variant, set("version", 7))), "unknown_field", "version:"},
 		{"NUL in params", strings.Replace(mustJSON(deployBody(app, variant, nil)), `"Be brief."`, `"\u0000"`, 1), "invalid_field", "params:"},
 		{"number out of range", strings.Replace(mustJSON(deployBody(app, variant, nil)), `0.2`, `1e-20000`, 1), "invalid_field", "params:"},
+		// 45 bytes sent, each number 131072 digits stored: the event's data is over the cap.
+		{"event data over the cap as stored", mustJSON(deployBody(app, variant, set("params", json.RawMessage(`{"a":1e131071,"b":1e131071}`)))), "invalid_field", "params:"},
 		{"malformed", `{"application_id":`, "invalid_json", "body:"},
 	}
 	for _, c := range cases {

@@ -21,8 +21,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// MaxDataBytes caps the JSON encoding of an event's data (256 KiB). The SQL
-// function hookrelay.emit enforces the same cap.
+// MaxDataBytes caps an event's data (256 KiB), measured as Postgres stores
+// it: the bytes of the jsonb's text, octet_length(data::text), with a space
+// after every ':' and ',', keys sorted and deduplicated, numbers written out
+// and escapes resolved. The outbox table enforces it on every insert, so Emit,
+// hookrelay.emit() and triggers refuse exactly the same data; Emit and
+// Validate do not guess it from the bytes they are given.
 const MaxDataBytes = 256 << 10
 
 // MaxTypeLength caps an event type's length in characters.
@@ -30,6 +34,23 @@ const MaxTypeLength = 128
 
 // ErrInvalidEvent is wrapped by every validation error of Emit.
 var ErrInvalidEvent = errors.New("invalid event")
+
+// ErrDataTooLarge is wrapped, with ErrInvalidEvent, by Emit's error when the
+// database refuses the event's data as larger than MaxDataBytes.
+var ErrDataTooLarge = errors.New("data too large")
+
+// dataSizeConstraint names the outbox table's refusal of data larger than
+// MaxDataBytes (migrations/00008_payload_cap.sql).
+const dataSizeConstraint = "outbox_data_size"
+
+// IsDataTooLarge reports whether err is the database refusing an event's data
+// as larger than MaxDataBytes, whichever path emitted it: Emit,
+// hookrelay.emit() or a trigger.
+func IsDataTooLarge(err error) bool {
+	var pg *pgconn.PgError
+	return errors.Is(err, ErrDataTooLarge) ||
+		errors.As(err, &pg) && pg.Code == "22023" && pg.ConstraintName == dataSizeConstraint
+}
 
 // DBTX is what Emit needs from the database: a pgx.Tx satisfies it, and so do
 // *pgxpool.Pool and *pgx.Conn (the event is then its own transaction).
@@ -44,8 +65,8 @@ type Event struct {
 	Type string
 	// ProjectID is the project whose webhooks receive the event. Required.
 	ProjectID uuid.UUID
-	// Data must encode to a JSON object of at most MaxDataBytes: a struct, a
-	// map, or a json.RawMessage. Webhook filters match data.application.id and
+	// Data must encode to a JSON object of at most MaxDataBytes as stored: a
+	// struct, a map, or a json.RawMessage. Webhook filters match data.application.id and
 	// data.environment.name.
 	Data any
 }
@@ -54,20 +75,27 @@ const insertSQL = `INSERT INTO hookrelay.outbox (event_type, project_id, data) V
 
 // Emit records e in the outbox through db (normally the caller's transaction)
 // and returns the event's id. Invalid events are refused with an error
-// wrapping ErrInvalidEvent that names the field, and nothing is written.
+// wrapping ErrInvalidEvent that names the field, and nothing is written; data
+// larger than MaxDataBytes also wraps ErrDataTooLarge. A refusal by the
+// database aborts a caller's transaction, as any failed statement does.
 func Emit(ctx context.Context, db DBTX, e Event) (uuid.UUID, error) {
 	data, err := e.validate()
 	if err != nil {
 		return uuid.Nil, err
 	}
 	var id uuid.UUID
-	if err := db.QueryRow(ctx, insertSQL, e.Type, e.ProjectID, data).Scan(&id); err != nil {
+	err = db.QueryRow(ctx, insertSQL, e.Type, e.ProjectID, data).Scan(&id)
+	if IsDataTooLarge(err) {
+		return uuid.Nil, fmt.Errorf("emit %s: %w: %w: %w", e.Type, ErrInvalidEvent, ErrDataTooLarge, err)
+	}
+	if err != nil {
 		return uuid.Nil, fmt.Errorf("emit %s: %w", e.Type, err)
 	}
 	return id, nil
 }
 
-// Validate reports whether e would be accepted by Emit.
+// Validate reports whether e would pass Emit's own checks. The size of data
+// is not one of them: only the database measures it (see MaxDataBytes).
 func (e Event) Validate() error {
 	_, err := e.validate()
 	return err
@@ -100,9 +128,6 @@ func (e Event) validate() (json.RawMessage, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
 		return nil, invalid("data must be a JSON object")
-	}
-	if len(data) > MaxDataBytes {
-		return nil, invalid("data is %d bytes, more than the %d allowed", len(data), MaxDataBytes)
 	}
 	return data, nil
 }

@@ -32,7 +32,10 @@ import (
 // HOOKRELAY_MAX_ATTEMPTS; the relay stamps DefaultMaxAttempts on new
 // deliveries when it is given no limit.
 const (
-	DefaultConcurrency = 32
+	// DefaultConcurrency: HTTP attempts wait on receivers, not on this
+	// process, so it is sized for I/O (see HOOKRELAY_WORKER_CONCURRENCY in
+	// the README for the measurement), not for cores.
+	DefaultConcurrency = 256
 	DefaultClaimIdle   = time.Minute
 	DefaultMaxAttempts = 6
 	DefaultPoisonAfter = 5

@@ -34,7 +34,7 @@ type Config struct {
 	UserAgent            string          `env:"HOOKRELAY_USER_AGENT, default=Agenta-Webhooks/1.0"`
 	StandardWebhooks     bool            `env:"HOOKRELAY_STANDARD_WEBHOOKS, default=false"`
 	SecretGrace          time.Duration   `env:"HOOKRELAY_SECRET_GRACE, default=24h"`
-	WorkerConcurrency    int             `env:"HOOKRELAY_WORKER_CONCURRENCY, default=32"`
+	WorkerConcurrency    int             `env:"HOOKRELAY_WORKER_CONCURRENCY, default=256"`
 	ClaimIdle            time.Duration   `env:"HOOKRELAY_CLAIM_IDLE, default=1m"`
 
 	// Relay.

@@ -172,9 +172,9 @@ func (d deploy) run(ctx context.Context, tx pgx.Tx) (deployResult, error) {
 		return res, fmt.Errorf("deploy config %s to %s: %w", res.ConfigID, d.in.Environment, err)
 	}
 	// The trigger's outbox row is the last value this session drew from the
-	// outbox sequence, and is unpublished (the relay cannot see it yet).
+	// outbox sequence, written by this transaction.
 	err = tx.QueryRow(ctx, `SELECT id FROM hookrelay.outbox
-		WHERE published_at IS NULL AND event_type = 'config.deployed' AND project_id = $1
+		WHERE xid = pg_current_xact_id() AND event_type = 'config.deployed' AND project_id = $1
 		  AND seq = (SELECT currval(pg_get_serial_sequence('hookrelay.outbox', 'seq')))`, d.project).Scan(&res.EventID)
 	if err != nil {
 		return res, fmt.Errorf("read back config.deployed event: %w", err)

@@ -12,93 +12,126 @@ import (
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
-// The relay's SQL, in one place.
+// The relay's SQL, in one place. xid8 values cross the wire as bigint (via
+// text: xid8 has no cast to bigint, and its values fit in one).
 const (
-	// claimSQL locks a batch of unpublished events. NO KEY UPDATE does not
-	// conflict with KEY SHARE locks; SKIP LOCKED lets relays share the work.
-	claimSQL = `SELECT id FROM hookrelay.outbox
-WHERE published_at IS NULL
-ORDER BY seq
-LIMIT $1
-FOR NO KEY UPDATE SKIP LOCKED`
+	// lockSQL makes relays take turns: one reads and publishes a batch at a
+	// time, the others wait for it. The lock is the transaction's, so a relay
+	// that dies lets go of it with its connection.
+	lockSQL = `SELECT pg_advisory_xact_lock(6874689246315770227)`
 
-	// fanOutSQL creates one delivery per matching active webhook and returns
-	// the ids to publish: the ones it created, plus pending ones created by
-	// an earlier attempt at the same events (a relay that died before marking
-	// them published) whose retry is not already scheduled.
+	// cursorSQL reads the cursor. It runs after lockSQL, in a statement of
+	// its own, so that its snapshot includes the previous holder's update.
+	cursorSQL = `SELECT xid::text::bigint, seq, pending_xids::text[]::bigint[], pending_seqs
+FROM hookrelay.relay_cursor WHERE id = 1`
+
+	updateCursorSQL = `UPDATE hookrelay.relay_cursor
+SET xid = $1::bigint::text::xid8, seq = $2, pending_xids = $3::bigint[]::text[]::xid8[], pending_seqs = $4, updated_at = now()
+WHERE id = 1`
+
+	// fanOutSQL reads the next events — committed rows above the cursor
+	// ($1, $2) and rows of the pending transactions ($3) above their seq
+	// ($4), each part at most $5 rows in (xid, seq) order — creates one
+	// delivery per matching active webhook, and returns, in one result:
+	// kind 1, the delivery ids to publish (the ones it created, plus pending
+	// ones created by an earlier read of the same events, by a relay that
+	// died before moving the cursor, whose retry is not already scheduled);
+	// kind 2, the position of every event read; kind 3, the statement's
+	// snapshot, which tells the relay which transactions may still commit
+	// rows below its new position.
 	//
 	// A conflict is resolved with DO UPDATE (a no-op assignment), not DO
 	// NOTHING, so that RETURNING yields the existing row too. That matters
 	// when the conflicting row belongs to a relay that died while its
 	// fan-out was committing: the INSERT waits for that transaction, and
 	// DO NOTHING would then return nothing, while a read in the statement's
-	// own snapshot cannot see the row either — the event would be marked
-	// published with no stream entry. DO UPDATE re-reads the committed row.
-	// Conflicts happen only when events are claimed again, so the normal
-	// path writes nothing more. The second half picks up pending deliveries
-	// of webhooks that no longer match (deactivated since): published, the
+	// own snapshot cannot see the row either — the event would be passed
+	// with no stream entry. DO UPDATE re-reads the committed row. Conflicts
+	// happen only when events are read again, so the normal path writes
+	// nothing more. The last part of publish picks up pending deliveries of
+	// webhooks that no longer match (deactivated since): published, the
 	// worker skips them. OFFSET 0 keeps its status test out of the scan: the
 	// lookup goes through the (event_id, webhook_id) index, never through the
 	// partial index of all pending deliveries, which grows with the backlog.
-	fanOutSQL = `WITH upserted AS (
+	fanOutSQL = `WITH ev AS MATERIALIZED (
+    (SELECT o.id, o.xid, o.seq, o.project_id, o.event_type, o.data, o.created_at
+     FROM hookrelay.outbox o
+     WHERE (o.xid, o.seq) > ($1::bigint::text::xid8, $2::bigint)
+     ORDER BY o.xid, o.seq
+     LIMIT $5)
+    UNION ALL
+    (SELECT o.id, o.xid, o.seq, o.project_id, o.event_type, o.data, o.created_at
+     FROM unnest($3::bigint[], $4::bigint[]) AS p(xid, seq)
+     CROSS JOIN LATERAL (
+         SELECT * FROM hookrelay.outbox
+         WHERE xid = p.xid::text::xid8 AND seq > p.seq
+         ORDER BY seq) o
+     LIMIT $5)
+), upserted AS (
     INSERT INTO hookrelay.deliveries
         (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
-    SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $2
-    FROM hookrelay.outbox o
+    SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $6
+    FROM ev o
     JOIN hookrelay.webhooks w
       ON w.project_id = o.project_id
      AND w.is_active
      AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
      AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
-    WHERE o.id = ANY ($1)
     ON CONFLICT (event_id, webhook_id) DO UPDATE SET event_id = excluded.event_id
     RETURNING id, xmax = 0 AS created, status, next_attempt_at
+), publish AS (
+    SELECT id, created FROM upserted WHERE created OR (status = 'pending' AND next_attempt_at IS NULL)
+    UNION
+    SELECT d.id, false FROM (
+        SELECT id, status, next_attempt_at FROM hookrelay.deliveries
+        WHERE event_id IN (SELECT id FROM ev) OFFSET 0
+    ) d
+    WHERE d.status = 'pending' AND d.next_attempt_at IS NULL
 )
-SELECT id, created FROM upserted WHERE created OR (status = 'pending' AND next_attempt_at IS NULL)
-UNION
-SELECT d.id, false FROM (
-    SELECT id, status, next_attempt_at FROM hookrelay.deliveries WHERE event_id = ANY ($1) OFFSET 0
-) d
-WHERE d.status = 'pending' AND d.next_attempt_at IS NULL`
+SELECT 1, id, created, 0::bigint, 0::bigint, NULL::bigint[] FROM publish
+UNION ALL
+SELECT 2, NULL, NULL, xid::text::bigint, seq, NULL FROM ev
+UNION ALL
+SELECT 3, NULL, NULL, pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint,
+       ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x)
+FROM pg_current_snapshot() AS s`
 
 	// planSQL pins the relay's statements to index scans, for the
 	// transaction it runs in only. Right after a burst the statistics are
 	// stale (the tables look empty), and the planner otherwise bitmap-scans
-	// and sorts the whole backlog on every claim, or scans whole tables,
+	// and sorts the whole backlog on every read, or scans whole tables,
 	// which makes draining a large backlog quadratic.
 	planSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
-
-	markPublishedSQL = `UPDATE hookrelay.outbox SET published_at = now() WHERE id = ANY ($1)`
 
 	// setIdleSQL sets the idle flag, a sequence that the wake-up trigger reads
 	// whatever the writer's snapshot; setval is not transactional.
 	setIdleSQL = `SELECT setval('hookrelay.relay_idle', $1::boolean::int)
 FROM hookrelay.relay_idle WHERE last_value <> $1::boolean::int`
 
-	// lagSQL reads the oldest unpublished event through the partial index.
+	// lagSQL reads the oldest unpublished event's age.
 	lagSQL = `SELECT coalesce(extract(epoch FROM now() - (
-    SELECT created_at FROM hookrelay.outbox WHERE published_at IS NULL ORDER BY seq LIMIT 1)), 0)::float8`
+    SELECT min(created_at) FROM hookrelay.outbox_unpublished)), 0)::float8`
 )
 
-// batch claims up to BatchSize unpublished events and publishes them; it
-// returns how many events it published (0: nothing was claimable).
+// batch reads up to BatchSize events past the cursor and publishes them; it
+// returns how many events it published (0: there were none).
 //
-// Round trips: BEGIN+claim (one pipelined batch) on connection A, the
-// fan-out in its own transaction on connection B (one pipelined batch), one
-// pipelined XADD, UPDATE+COMMIT (one pipelined batch) on A.
+// Round trips: BEGIN+lock+cursor (one pipelined batch) on connection A, the
+// read and fan-out in its own transaction on connection B (one pipelined
+// batch), one pipelined XADD, UPDATE+COMMIT (one pipelined batch) on A.
 func (r *Relay) batch(ctx context.Context) (int, error) {
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("claim outbox batch: acquire connection: %w", err)
+		return 0, fmt.Errorf("read outbox: acquire connection: %w", err)
 	}
 	defer conn.Release()
 	inTx := false
 	defer func() {
 		if inTx {
 			// A failed batch must not hand the pool a connection inside a
-			// transaction (pgxpool would close it anyway). The rows stay
-			// unpublished and are claimed again.
+			// transaction (pgxpool would close it anyway). The cursor stays
+			// where it was: the events are read again.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			_, _ = conn.Exec(rctx, "ROLLBACK")
@@ -107,46 +140,50 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(planSQL)
-	b.Queue(claimSQL, r.cfg.BatchSize)
+	b.Queue(lockSQL)
+	b.Queue(cursorSQL)
 	br := conn.SendBatch(ctx, b)
 	inTx = true
+	var cur cursor
 	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return 0, fmt.Errorf("claim outbox batch: begin: %w", err)
+		if _, err = br.Exec(); err != nil {
+			break
 		}
 	}
-	rows, err := br.Query()
-	var events []uuid.UUID
 	if err == nil {
-		events, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		var xids, seqs []int64
+		err = br.QueryRow().Scan(&cur.xid, &cur.seq, &xids, &seqs)
+		for i := range xids {
+			cur.pending = append(cur.pending, pendingTx{xid: xids[i], seq: seqs[i]})
+		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("claim outbox batch: %w", err)
-	}
-	if len(events) == 0 {
-		return 0, nil // the deferred ROLLBACK ends the empty claim
+		return 0, fmt.Errorf("read relay cursor: %w", err)
 	}
 
-	deliveries, created, err := r.fanOut(ctx, events)
+	read, deliveries, created, err := r.fanOut(ctx, cur)
 	if err != nil {
 		return 0, err
 	}
+	next := cur.advance(read)
+	if len(read.rows) == 0 && next.equal(cur) {
+		return 0, nil // the deferred ROLLBACK lets go of the lock
+	}
 	if err := stream.Publish(ctx, r.rdb, r.cfg.Stream, deliveries); err != nil {
-		return 0, fmt.Errorf("relay batch of %d events: %w", len(events), err)
+		return 0, fmt.Errorf("relay batch of %d events: %w", len(read.rows), err)
 	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(ctx); err != nil {
-			return 0, fmt.Errorf("relay batch of %d events: after publish: %w", len(events), err)
+			return 0, fmt.Errorf("relay batch of %d events: after publish: %w", len(read.rows), err)
 		}
 	}
 
+	xids, seqs := next.pendingArrays()
 	b = &pgx.Batch{}
-	b.Queue(markPublishedSQL, events)
+	b.Queue(updateCursorSQL, next.xid, next.seq, xids, seqs)
 	b.Queue("COMMIT")
 	br = conn.SendBatch(ctx, b)
 	var tag pgconn.CommandTag
@@ -157,65 +194,83 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 		err = cerr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("mark %d events published: %w", len(events), err)
+		return 0, fmt.Errorf("move relay cursor past %d events: %w", len(read.rows), err)
 	}
 	inTx = false
 	if tag.String() != "COMMIT" {
-		return 0, fmt.Errorf("mark %d events published: commit answered %q", len(events), tag.String())
+		return 0, fmt.Errorf("move relay cursor past %d events: commit answered %q", len(read.rows), tag.String())
 	}
 
 	r.m.RelayBatches.Inc()
-	r.m.EventsRelayed.Add(float64(len(events)))
+	r.m.EventsRelayed.Add(float64(len(read.rows)))
 	r.m.DeliveriesCreated.Add(float64(created))
-	return len(events), nil
+	return len(read.rows), nil
 }
 
-// fanOut creates the deliveries of events on a second connection, in its own
-// transaction (committed when it returns, in one pipelined round trip), and
-// returns the ids to publish and how many of them it created.
-func (r *Relay) fanOut(ctx context.Context, events []uuid.UUID) (ids []uuid.UUID, created int, err error) {
+// fanOut reads the events past cur and creates their deliveries on a second
+// connection, in its own transaction (committed when it returns, in one
+// pipelined round trip). It returns what it read, the delivery ids to
+// publish and how many of them it created.
+func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created int, err error) {
+	xids, seqs := cur.pendingArrays()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
-	b.Queue(fanOutSQL, events, r.cfg.MaxAttempts)
+	b.Queue(fanOutSQL, cur.xid, cur.seq, xids, seqs, r.cfg.BatchSize, r.cfg.MaxAttempts)
 	b.Queue("COMMIT")
 	br := r.pool.SendBatch(ctx, b) // a failed transaction's connection is discarded on Close
 	defer func() {
 		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("fan out %d events: %w", len(events), cerr)
+			err = fmt.Errorf("fan out: %w", cerr)
 		}
 	}()
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
-			return nil, 0, fmt.Errorf("fan out %d events: begin: %w", len(events), err)
+			return read, nil, 0, fmt.Errorf("fan out: begin: %w", err)
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
+		return read, nil, 0, fmt.Errorf("fan out: %w", err)
 	}
 	var (
-		id    uuid.UUID
-		isNew bool
+		kind     int
+		id       *uuid.UUID
+		flag     *bool
+		a, c     int64
+		xip      []int64
+		pendings int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &isNew}, func() error {
-		ids = append(ids, id) // UNION: an existing row found by both halves comes once
-		if isNew {
-			created++
+	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &flag, &a, &c, &xip}, func() error {
+		switch kind {
+		case 1: // UNION: an existing row found by both halves comes once
+			ids = append(ids, *id)
+			if flag != nil && *flag {
+				created++
+			}
+		case 2:
+			p := position{xid: a, seq: c}
+			read.rows = append(read.rows, p)
+			if !p.after(cur.xid, cur.seq) {
+				pendings++
+			}
+		case 3:
+			read.snap = snapshot{xmin: a, xmax: c, xip: xip}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("fan out %d events: %w", len(events), err)
+		return read, nil, 0, fmt.Errorf("fan out: %w", err)
 	}
+	read.pendingComplete = pendings < r.cfg.BatchSize
 	tag, err := br.Exec()
 	if err != nil {
-		return nil, 0, fmt.Errorf("fan out %d events: commit: %w", len(events), err)
+		return read, nil, 0, fmt.Errorf("fan out %d events: commit: %w", len(read.rows), err)
 	}
 	if tag.String() != "COMMIT" {
-		return nil, 0, fmt.Errorf("fan out %d events: commit answered %q", len(events), tag.String())
+		return read, nil, 0, fmt.Errorf("fan out %d events: commit answered %q", len(read.rows), tag.String())
 	}
-	return ids, created, nil
+	return read, ids, created, nil
 }
 
 // setIdle records whether the relay waits for a NOTIFY; it writes only when

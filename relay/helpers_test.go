@@ -163,7 +163,7 @@ func (e *env) count(sql string, args ...any) int {
 }
 
 func (e *env) unpublished() int {
-	return e.count(`SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NULL`)
+	return e.count(`SELECT count(*) FROM hookrelay.outbox_unpublished`)
 }
 
 func (e *env) idle() bool {

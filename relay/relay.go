@@ -1,23 +1,32 @@
 // Package relay moves committed outbox events to the delivery stream.
 //
-// A Relay claims unpublished outbox rows by state (published_at IS NULL, FOR
-// NO KEY UPDATE SKIP LOCKED), never by an id cursor, so a row whose
-// transaction commits late is never skipped and several relays may run at
-// once. For each claimed batch it
+// The outbox is insert-only: the relay never locks or updates an event row.
+// Every row carries the id of the transaction that wrote it (xid8), and the
+// relay keeps one cursor in hookrelay.relay_cursor: the (xid, seq) position
+// at or below which every row is published, plus the transactions that were
+// still running below that position when it last read ("pending": they may
+// still commit rows there). For each batch it
 //
-//  1. fans the events out into one delivery row per active, matching webhook
-//     with one set-based INSERT on a second connection, and commits it
-//     (idempotent: deliveries are unique per event × webhook);
-//  2. XADDs every pending delivery id of those events to the stream in one
+//  1. takes the relays' advisory lock (relays take turns; a dead one lets go
+//     with its connection) and reads the cursor;
+//  2. on a second connection, in one statement, reads the committed rows
+//     above the cursor and of the pending transactions, creates one delivery
+//     row per active, matching webhook (idempotent: deliveries are unique per
+//     event × webhook), takes the statement's snapshot, and commits;
+//  3. XADDs every pending delivery id of those events to the stream in one
 //     pipelined round trip;
-//  3. only after Redis accepted them all, marks the rows published and
-//     commits the claim.
+//  4. only after Redis accepted them all, moves the cursor past the rows it
+//     read, drops pending transactions that have ended and whose rows it has
+//     read, adds the snapshot's running transactions below the new position
+//     as pending, and commits.
 //
-// A crash anywhere leaves the rows unpublished: they are claimed again, the
-// fan-out finds the deliveries already there, and their ids are published
-// again (a duplicate stream entry, which workers tolerate). Because the
-// fan-out commits before the XADD, a worker never reads a delivery id whose
-// row it cannot see.
+// A crash anywhere leaves the cursor where it was: the events are read
+// again, the fan-out finds the deliveries already there, and their ids are
+// published again (a duplicate stream entry, which workers tolerate). Because
+// the fan-out commits before the XADD, a worker never reads a delivery id
+// whose row it cannot see. A transaction that commits late is never skipped,
+// and a long one delays only its own events. hookrelay.outbox_unpublished
+// lists what the cursor has not covered.
 //
 // # Waking up
 //
@@ -29,14 +38,14 @@
 // READ and SERIALIZABLE writers see the latest value too), because a NOTIFY takes a cluster-wide lock at commit that costs
 // writers most of their throughput under load. The relay sets idle=false when
 // woken, before draining, and when a pass finds nothing it sets idle=true and
-// claims once more (an event that committed while the flag was false sent no
+// reads once more (an event that committed while the flag was false sent no
 // NOTIFY) before it waits.
 //
 // One race remains: a writer whose deferred trigger read idle=false just
 // before the flag flipped to true, and whose commit becomes visible only after
-// that last claim (its commit record was still being flushed, say), sent no
-// NOTIFY and was not claimed. It waits at most one PollInterval. In practice
-// far less: 50 ms after going idle the relay claims once more (without
+// that last read (its commit record was still being flushed, say), sent no
+// NOTIFY and was not read. It waits at most one PollInterval. In practice
+// far less: 50 ms after going idle the relay reads once more (without
 // touching the flag), which finds any such commit that took less than that.
 package relay
 
@@ -61,7 +70,7 @@ import (
 // Config is what a Relay needs to know besides its connections.
 type Config struct {
 	Stream       string        // HOOKRELAY_STREAM: the stream key deliveries are published to
-	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per claim (default DefaultBatchSize)
+	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per read (default DefaultBatchSize)
 	PollInterval time.Duration // HOOKRELAY_POLL_INTERVAL: safety-net poll (default DefaultPollInterval)
 	MaxAttempts  int           // HOOKRELAY_MAX_ATTEMPTS: copied into each new delivery row (default deliver.DefaultMaxAttempts)
 }
@@ -83,7 +92,7 @@ const (
 )
 
 // Relay publishes committed outbox events to the stream. It is a
-// service.Service. Its pool must allow at least two connections (a claim
+// service.Service. Its pool must allow at least two connections (a batch
 // holds one while the fan-out uses another); the LISTEN connection is opened
 // separately from the pool's configuration.
 type Relay struct {
@@ -150,7 +159,7 @@ func (r *Relay) Name() string { return "relay" }
 
 // Start checks that Postgres (with hookrelay's schema) and Redis answer, then
 // launches the relay loop and the LISTEN connection and returns. The relay
-// first catches up on everything unpublished. The work outlives ctx; end it
+// first catches up on everything past its cursor. The work outlives ctx; end it
 // with Stop.
 func (r *Relay) Start(ctx context.Context) error {
 	return r.life.Start(func() error {
@@ -174,8 +183,8 @@ func (r *Relay) Start(ctx context.Context) error {
 
 // Stop stops taking work: the relay finishes the batch in hand (marking it
 // published), lets go of the LISTEN connection and returns. If ctx expires
-// first, the batch in hand is abandoned unpublished (it is claimed again
-// later) and Stop returns ctx's error.
+// first, the batch in hand is abandoned with the cursor where it was (it is
+// read again later) and Stop returns ctx's error.
 func (r *Relay) Stop(ctx context.Context) error {
 	return r.life.Stop(func() error {
 		close(r.stopCh)
@@ -210,9 +219,8 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Drain claims and publishes batches until a claim finds nothing unpublished
-// (rows locked by another relay are left to it), and returns how many events
-// it published. It works whether or not the relay was started.
+// Drain reads and publishes batches until a read finds nothing past the
+// cursor, and returns how many events it published. It works whether or not the relay was started.
 func (r *Relay) Drain(ctx context.Context) (events int, err error) {
 	for {
 		n, err := r.batch(ctx)
@@ -234,7 +242,7 @@ func (r *Relay) stopping() bool {
 
 // run is the relay loop: a pass, then a wait for a wake-up, a poll tick or
 // Stop. A failed pass is retried with backoff. After a successful pass the
-// relay first waits only settleDelay and claims once more (without touching
+// relay first waits only settleDelay and reads once more (without touching
 // the idle flag): that finds, within milliseconds rather than a poll interval,
 // the writer of the documented race whose commit was still in flight.
 func (r *Relay) run(ctx context.Context) {
@@ -273,8 +281,8 @@ func (r *Relay) run(ctx context.Context) {
 }
 
 // pass drains until the idle protocol says there is nothing left: drain with
-// idle=false, then set idle=true and claim once more; only an empty last
-// claim ends the pass.
+// idle=false, then set idle=true and read once more; only an empty last
+// read ends the pass.
 func (r *Relay) pass(ctx context.Context) error {
 	for {
 		if err := r.setIdle(ctx, false); err != nil {
@@ -302,7 +310,7 @@ func (r *Relay) pass(ctx context.Context) error {
 		// An event that committed while the flag was false sent no NOTIFY:
 		// look once more now that writers will notify. (A writer that read
 		// false just before the flip and commits after this claim is found
-		// by the settle claim in run, or the next poll; see the package
+		// by the settle read in run, or the next poll; see the package
 		// documentation.)
 		n, err := r.batch(ctx)
 		if err != nil || n == 0 {

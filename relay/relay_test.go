@@ -82,6 +82,64 @@ func TestRelay_RowCommittedLateIsNotSkipped(t *testing.T) {
 	testwait.For(t, 10*time.Second, "both events marked published", func() bool { return e.unpublished() == 0 })
 }
 
+// TestRelay_LongTransactionDelaysOnlyItsOwnEvents keeps a transaction with
+// more events than a batch open below the relay's cursor while later ones
+// commit: they are published at once, and the long one's events all follow
+// when it commits, read in batches from the pending list.
+func TestRelay_LongTransactionDelaysOnlyItsOwnEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	_, m := e.relay(time.Hour, 10, true)
+
+	long, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(ctx) //nolint:errcheck
+	var longIDs []uuid.UUID
+	for range 25 {
+		var id uuid.UUID
+		if err := long.QueryRow(ctx, `SELECT hookrelay.emit('config.deployed', $1, '{"long": true}')`, e.project).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		longIDs = append(longIDs, id)
+	}
+	var later []uuid.UUID
+	for range 15 {
+		later = append(later, e.emit("config.deployed", map[string]any{"long": false}))
+	}
+	testwait.For(t, 10*time.Second, "the later events on the stream while the long transaction is open", func() bool {
+		on := e.eventsOnStream()
+		for _, id := range later {
+			if !on[id] {
+				return false
+			}
+		}
+		return true
+	})
+	if n := e.unpublished(); n != 0 { // the long transaction's rows are not visible yet
+		t.Fatalf("%d events unpublished, want none visible", n)
+	}
+	if err := long.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the long transaction's events on the stream", func() bool {
+		on := e.eventsOnStream()
+		for _, id := range longIDs {
+			if !on[id] {
+				return false
+			}
+		}
+		return true
+	})
+	testwait.For(t, 10*time.Second, "nothing left unpublished", func() bool { return e.unpublished() == 0 })
+	if got := testutil.ToFloat64(m.EventsRelayed); got != 40 {
+		t.Fatalf("relayed %v events, want each of the 40 once", got)
+	}
+}
+
 func TestRelay_StartedAfterEventsWereWrittenCatchesUp(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 8)
@@ -276,10 +334,10 @@ func TestRelay_StopDuringLoadFinishesTheBatchInHand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NOT NULL`); n != int(testutil.ToFloat64(m.EventsRelayed)) {
+	if n := e.count(`SELECT count(*) FROM hookrelay.outbox WHERE id NOT IN (SELECT id FROM hookrelay.outbox_unpublished)`); n != int(testutil.ToFloat64(m.EventsRelayed)) {
 		t.Fatalf("%d outbox rows published, the relay reports %v", n, testutil.ToFloat64(m.EventsRelayed))
 	}
-	if n := e.count(`SELECT count(*) FROM hookrelay.outbox o WHERE published_at IS NOT NULL
+	if n := e.count(`SELECT count(*) FROM hookrelay.outbox o WHERE o.id NOT IN (SELECT id FROM hookrelay.outbox_unpublished)
 		AND NOT EXISTS (SELECT 1 FROM hookrelay.deliveries d WHERE d.event_id = o.id)`); n != 0 {
 		t.Fatalf("%d published events have no delivery", n)
 	}
@@ -289,7 +347,7 @@ func TestRelay_StopDuringLoadFinishesTheBatchInHand(t *testing.T) {
 	}
 	var missing int
 	rows, _ := e.pool.Query(context.Background(), `SELECT d.id FROM hookrelay.deliveries d
-		JOIN hookrelay.outbox o ON o.id = d.event_id WHERE o.published_at IS NOT NULL`)
+		JOIN hookrelay.outbox o ON o.id = d.event_id WHERE o.id NOT IN (SELECT id FROM hookrelay.outbox_unpublished)`)
 	for rows.Next() {
 		var id uuid.UUID
 		if err := rows.Scan(&id); err != nil {

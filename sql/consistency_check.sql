@@ -46,7 +46,7 @@ WITH attempt_stats AS (
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
      AND w.created_at < o.created_at
      AND w.updated_at < o.created_at
-    WHERE o.published_at IS NOT NULL
+    WHERE o.id NOT IN (SELECT id FROM hookrelay.outbox_unpublished)
       AND NOT EXISTS (SELECT 1
                       FROM hookrelay.deliveries d
                       WHERE d.event_id = o.id AND d.webhook_id = w.id)

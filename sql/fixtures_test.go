@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	auditsql "github.com/hookrelay/hookrelay/sql"
 )
 
@@ -43,17 +44,20 @@ func (f fixtures) webhook(h hook) uuid.UUID {
 	return id
 }
 
-// event inserts an outbox row; published says whether the relay fanned it out.
+// event inserts an outbox row; published says whether the relay fanned it
+// out. An unpublished row gets an xid no relay cursor reaches; a published
+// one moves the cursor past it.
 func (f fixtures) event(project uuid.UUID, typ string, data map[string]any, createdAt time.Time, published bool) uuid.UUID {
 	f.t.Helper()
 	id := uuid.New()
-	var publishedAt *time.Time
-	if published {
-		p := createdAt.Add(time.Millisecond)
-		publishedAt = &p
+	if !published {
+		f.exec(`INSERT INTO hookrelay.outbox (id, event_type, project_id, data, created_at, xid)
+		        VALUES ($1, $2, $3, $4, $5, $6::text::xid8)`, id, typ, project, data, createdAt, testdb.FarFutureXID)
+		return id
 	}
-	f.exec(`INSERT INTO hookrelay.outbox (id, event_type, project_id, data, created_at, published_at)
-	        VALUES ($1, $2, $3, $4, $5, $6)`, id, typ, project, data, createdAt, publishedAt)
+	f.exec(`INSERT INTO hookrelay.outbox (id, event_type, project_id, data, created_at)
+	        VALUES ($1, $2, $3, $4, $5)`, id, typ, project, data, createdAt)
+	f.exec(testdb.PublishOutboxSQL)
 	return id
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/maintenance"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/stream"
+	"github.com/hookrelay/hookrelay/internal/testkit/testdb"
 	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
@@ -428,13 +429,13 @@ func TestReconcile_ResetWaitsForEventsStillBeingRelayed(t *testing.T) {
 	ctx := context.Background()
 	e, srv := privateEnv(t)
 	e.run(t)
-	event, delivery := e.unpublishedEventDelivery(t, 0)
+	_, delivery := e.unpublishedEventDelivery(t, 0)
 	srv.Restart() // the relay's XADD is lost with everything else
 	if res := e.run(t); res.RedisReset == "" || res.Reset != 0 {
 		t.Fatalf("%+v, want the loss detected and the relay's delivery left to it", res)
 	}
-	// The relay now commits its claim: the event is published, with no entry.
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.outbox SET published_at = now() WHERE id = $1`, event); err != nil {
+	// The relay now moves its cursor: the event is published, with no entry.
+	if _, err := e.pool.Exec(ctx, testdb.PublishOutboxSQL); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.run(t); res.Reset != 1 {
@@ -454,7 +455,7 @@ func privateEnv(t *testing.T) (*env, *testredis.Server) {
 }
 
 // unpublishedEventDelivery is an event a relay has fanned out but not yet
-// marked published, and its delivery, last updated idle ago.
+// moved its cursor past, and its delivery, last updated idle ago.
 func (e *env) unpublishedEventDelivery(t *testing.T, idle time.Duration) (event, delivery uuid.UUID) {
 	t.Helper()
 	if err := e.pool.QueryRow(context.Background(), `WITH ev AS (

@@ -30,17 +30,16 @@ INSERT INTO hookrelay.maintenance_state (key, value) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()`
 	forgetStateSQL = `DELETE FROM hookrelay.maintenance_state WHERE key = $1 AND value = $2`
 
-	// Served by outbox_unpublished_idx (a partial index of the few
-	// unpublished rows).
+	// The view reads the outbox past the relay's cursor: the few rows not
+	// yet published (served by outbox_xid_idx).
 	unpublishedOldSQL = `
-SELECT count(*), min(created_at) FROM hookrelay.outbox
-WHERE published_at IS NULL AND created_at < $1`
+SELECT count(*), min(created_at) FROM hookrelay.outbox_unpublished
+WHERE created_at < $1`
 	wakeRelaysSQL = `SELECT pg_notify('hookrelay_outbox', '')`
 
-	// Whether an event created before $1 is still unpublished (served by
-	// outbox_unpublished_idx).
+	// Whether an event created before $1 is still unpublished.
 	unpublishedBeforeSQL = `SELECT EXISTS (
-    SELECT 1 FROM hookrelay.outbox WHERE published_at IS NULL AND created_at < $1)`
+    SELECT 1 FROM hookrelay.outbox_unpublished WHERE created_at < $1)`
 
 	// Picks a batch of pending deliveries idle since before $1 whose next
 	// attempt, if any, was due before $2 and whose event is published
@@ -53,10 +52,10 @@ WITH picked AS (
     WHERE status = 'pending' AND updated_at < $1
       AND (next_attempt_at IS NULL OR next_attempt_at < $2)
       -- An unpublished event's deliveries are the relay's to publish (it
-      -- does, once its claim succeeds); publishing them here as well sends
+      -- does, once its batch succeeds); publishing them here as well sends
       -- them twice after a Redis outage.
-      AND NOT EXISTS (SELECT 1 FROM hookrelay.outbox o
-                      WHERE o.id = deliveries.event_id AND o.published_at IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM hookrelay.outbox_unpublished o
+                      WHERE o.id = deliveries.event_id)
     ORDER BY updated_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED

@@ -169,13 +169,17 @@ func TestReconcile_OldUnpublishedOutboxWakesRelays(t *testing.T) {
 	e := sharedEnv(t)
 	ctx := context.Background()
 	conn := session(t, e.pool, "LISTEN hookrelay_outbox")
-	_, err := e.pool.Exec(ctx, `
-INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, published_at) VALUES
-    ('a', gen_random_uuid(), '{}', now() - interval '10 minutes', NULL),
-    ('b', gen_random_uuid(), '{}', now() - interval '10 seconds', NULL),
-    ('c', gen_random_uuid(), '{}', now() - interval '10 minutes', now() - interval '9 minutes')`)
-	if err != nil {
-		t.Fatal(err)
+	for _, sql := range []string{
+		`INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at)
+		 VALUES ('c', gen_random_uuid(), '{}', now() - interval '10 minutes')`,
+		testdb.PublishOutboxSQL, // c is published, a and b are not
+		`INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at) VALUES
+		 ('a', gen_random_uuid(), '{}', now() - interval '10 minutes'),
+		 ('b', gen_random_uuid(), '{}', now() - interval '10 seconds')`,
+	} {
+		if _, err := e.pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Drain the wake-ups the inserts themselves caused.
 	drain(ctx, conn)
@@ -191,7 +195,7 @@ INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, publishe
 		t.Fatalf("no NOTIFY hookrelay_outbox for relays in other processes: %v", err)
 	}
 
-	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.outbox SET published_at = now()`); err != nil {
+	if _, err := e.pool.Exec(ctx, testdb.PublishOutboxSQL); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.run(t); res.UnpublishedOld != 0 || testutil.ToFloat64(e.m.UnpublishedOld) != 0 || e.wakes.Load() != 1 {

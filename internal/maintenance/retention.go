@@ -1,5 +1,6 @@
 // Retention prunes old rows: a River periodic job (run by the River
-// leader only) that deletes published outbox rows older than RetentionConfig.OutboxAge
+// leader only) that deletes published outbox rows created more than
+// RetentionConfig.OutboxAge ago (in the relay's order, oldest first)
 // and finished deliveries (delivered, failed or skipped) last updated more
 // than RetentionConfig.DeliveriesAge ago, with their attempts (ON DELETE CASCADE).
 //
@@ -34,7 +35,7 @@ const (
 
 // RetentionConfig says what is old and how much work one run may do.
 type RetentionConfig struct {
-	OutboxAge     time.Duration // HOOKRELAY_RETAIN_OUTBOX: published outbox rows older than this go
+	OutboxAge     time.Duration // HOOKRELAY_RETAIN_OUTBOX: published outbox rows created longer ago than this go
 	DeliveriesAge time.Duration // HOOKRELAY_RETAIN_DELIVERIES: finished deliveries idle longer than this go
 	Interval      time.Duration // HOOKRELAY_RETENTION_INTERVAL between runs
 	BatchSize     int           // rows per DELETE statement
@@ -145,19 +146,26 @@ func (w *Retention) prune(ctx context.Context, deadline time.Time, table, query 
 }
 
 // The retention SQL, in one place. Each statement deletes at most one batch
-// ($2 rows) of rows older than the age $1, through the partial indexes
-// outbox_published_idx and deliveries_terminal_idx. The attempts of the
+// ($2 rows) of rows older than the age $1. Outbox rows are taken in the
+// relay's order (outbox_xid_idx), from the oldest, among the first $2 rows
+// the relay's cursor has passed (rows of transactions it still follows are
+// kept): a batch that finds the oldest published rows too young ends the
+// run without scanning the rest of the table. Deliveries are taken through
+// the partial index deliveries_terminal_idx. The attempts of the
 // deleted deliveries are counted from the statement's snapshot, before the
 // cascade removes them.
 const (
 	pruneOutboxSQL = `
 WITH gone AS (
     DELETE FROM hookrelay.outbox WHERE id IN (
-        SELECT id FROM hookrelay.outbox
-        WHERE published_at < now() - $1::interval
-        ORDER BY published_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED)
+        SELECT first.id FROM (
+            SELECT o.id, o.xid, o.created_at
+            FROM hookrelay.relay_cursor c
+            JOIN hookrelay.outbox o ON (o.xid, o.seq) <= (c.xid, c.seq)
+            ORDER BY o.xid, o.seq
+            LIMIT $2) first, hookrelay.relay_cursor c
+        WHERE first.created_at < now() - $1::interval
+          AND first.xid <> ALL (c.pending_xids))
     RETURNING 1)
 SELECT count(*)::int, 0 FROM gone`
 

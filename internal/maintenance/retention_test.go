@@ -24,12 +24,20 @@ const day = 24 * time.Hour
 func fixtures(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
 	_, err := pool.Exec(context.Background(), `
-INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, published_at)
-SELECT 'old', gen_random_uuid(), '{}', now() - interval '9 days', now() - interval '8 days'
+INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at)
+SELECT 'old', gen_random_uuid(), '{}', now() - interval '9 days'
 FROM generate_series(1, 5);
-INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at, published_at) VALUES
-    ('recent', gen_random_uuid(), '{}', now() - interval '6 days', now() - interval '6 days'),
-    ('unpublished', gen_random_uuid(), '{}', now() - interval '9 days', NULL);
+INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at) VALUES
+    ('recent', gen_random_uuid(), '{}', now() - interval '6 days')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(context.Background(), testdb.PublishOutboxSQL); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(context.Background(), `
+INSERT INTO hookrelay.outbox (event_type, project_id, data, created_at) VALUES
+    ('unpublished', gen_random_uuid(), '{}', now() - interval '9 days');
 
 INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, payload,
     event_created_at, status, max_attempts, updated_at)

@@ -216,7 +216,7 @@ func (c *cluster) backlog() (unpublished, pending int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = c.pool.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NULL),
+		(SELECT count(*) FROM hookrelay.outbox_unpublished),
 		(SELECT count(*) FROM hookrelay.deliveries WHERE status = 'pending')`).Scan(&unpublished, &pending)
 	return unpublished, pending, err
 }

@@ -237,3 +237,15 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return strings.ToLower(hex.EncodeToString(b))
 }
+
+// PublishOutboxSQL moves the relay's cursor past every outbox row committed
+// before the statement, as a relay that has read them would, for tests that
+// need published events without running a relay. Rows written in the same
+// transaction stay unpublished: run it on its own.
+const PublishOutboxSQL = `UPDATE hookrelay.relay_cursor
+SET xid = pg_current_xact_id(), seq = 0, pending_xids = '{}', pending_seqs = '{}'`
+
+// FarFutureXID is an xid that no transaction of a test run reaches: an outbox
+// row given it stays past the relay's cursor whatever PublishOutboxSQL does.
+// Only for tests that run no relay (a relay would read it and jump there).
+const FarFutureXID = "4611686018427387904"

@@ -211,7 +211,7 @@ func (e *env) diagnose(ctx context.Context, key, group string) string {
 	var unpublished, pending, retrying, failed int
 	var lastError *string
 	err := e.pool.QueryRow(ctx, `SELECT
-    (SELECT count(*) FROM hookrelay.outbox WHERE published_at IS NULL),
+    (SELECT count(*) FROM hookrelay.outbox_unpublished),
     (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'pending' AND next_attempt_at IS NULL),
     (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'pending' AND next_attempt_at IS NOT NULL),
     (SELECT count(*) FROM hookrelay.deliveries WHERE status = 'failed'),

@@ -1,0 +1,70 @@
+-- The relay stops writing to outbox rows. Until now it claimed unpublished
+-- rows (FOR NO KEY UPDATE SKIP LOCKED) and marked each one published with an
+-- UPDATE: a row lock, a new row version and an index entry per event, which
+-- made the outbox the relay's hottest write path and competed with the
+-- application's own writes. Now each row records the transaction that wrote
+-- it (xid, a 64-bit xid8 that never wraps), and the relay keeps one cursor:
+--
+--   (xid, seq)            every row at or below it is published;
+--   pending_xids/_seqs    except rows of these transactions above their seq:
+--                         transactions that were still running, below the
+--                         cursor, when the relay last read.
+--
+-- The relay reads every committed row above the cursor or of a pending
+-- transaction, in (xid, seq) order, together with pg_current_snapshot() of
+-- the same statement, and moves the cursor to the last row it read. A
+-- transaction that was in progress in that snapshot and has a smaller xid
+-- than the new cursor can still commit rows below it: it is added to the
+-- pending list, read by xid until it has finished, and then dropped. So a
+-- long-running transaction delays only its own events, as before, and a row
+-- that commits late is never skipped. Nothing about the row itself changes
+-- after it is written: the outbox is insert-only.
+--
+-- hookrelay.outbox_unpublished lists what the cursor has not covered yet;
+-- audit SQL and the reconciler read it.
+
+-- +goose Up
+ALTER TABLE hookrelay.outbox ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+-- Rows still unpublished now get xid 1, above the cursor set below (0, max seq).
+UPDATE hookrelay.outbox SET xid = '1' WHERE published_at IS NULL;
+ALTER TABLE hookrelay.outbox ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+
+CREATE TABLE hookrelay.relay_cursor (
+    id           integer PRIMARY KEY CHECK (id = 1),
+    xid          xid8 NOT NULL,
+    seq          bigint NOT NULL,
+    pending_xids xid8[] NOT NULL DEFAULT '{}',
+    pending_seqs bigint[] NOT NULL DEFAULT '{}',
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (cardinality(pending_xids) = cardinality(pending_seqs))
+);
+INSERT INTO hookrelay.relay_cursor (id, xid, seq)
+SELECT 1, '0', coalesce(max(seq), 0) FROM hookrelay.outbox;
+
+CREATE INDEX outbox_xid_idx ON hookrelay.outbox (xid, seq);
+DROP INDEX hookrelay.outbox_unpublished_idx;
+DROP INDEX hookrelay.outbox_published_idx;
+ALTER TABLE hookrelay.outbox DROP COLUMN published_at;
+
+-- The two halves are disjoint: pending transactions are below the cursor.
+CREATE VIEW hookrelay.outbox_unpublished AS
+SELECT o.* FROM hookrelay.relay_cursor c
+JOIN hookrelay.outbox o ON (o.xid, o.seq) > (c.xid, c.seq)
+UNION ALL
+SELECT o.* FROM hookrelay.relay_cursor c
+CROSS JOIN LATERAL unnest(c.pending_xids, c.pending_seqs) AS p(xid, seq)
+JOIN hookrelay.outbox o ON o.xid = p.xid AND o.seq > p.seq;
+
+-- +goose Down
+DROP VIEW hookrelay.outbox_unpublished;
+ALTER TABLE hookrelay.outbox ADD COLUMN published_at timestamptz;
+UPDATE hookrelay.outbox o SET published_at = now()
+FROM hookrelay.relay_cursor c
+WHERE (o.xid, o.seq) <= (c.xid, c.seq)
+  AND NOT EXISTS (SELECT 1 FROM unnest(c.pending_xids, c.pending_seqs) AS p(xid, seq)
+                  WHERE o.xid = p.xid AND o.seq > p.seq);
+CREATE INDEX outbox_unpublished_idx ON hookrelay.outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX outbox_published_idx ON hookrelay.outbox (published_at) WHERE published_at IS NOT NULL;
+DROP INDEX hookrelay.outbox_xid_idx;
+DROP TABLE hookrelay.relay_cursor;
+ALTER TABLE hookrelay.outbox DROP COLUMN xid;

@@ -153,6 +153,17 @@ func (e *env) eventsOnStream() map[uuid.UUID]bool {
 	return events
 }
 
+// allOnStream reports whether every one of events has a delivery on the stream.
+func (e *env) allOnStream(events []uuid.UUID) bool {
+	on := e.eventsOnStream()
+	for _, id := range events {
+		if !on[id] {
+			return false
+		}
+	}
+	return true
+}
+
 func (e *env) count(sql string, args ...any) int {
 	e.t.Helper()
 	var n int

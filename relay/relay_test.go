@@ -111,13 +111,7 @@ func TestRelay_LongTransactionDelaysOnlyItsOwnEvents(t *testing.T) {
 		later = append(later, e.emit("config.deployed", map[string]any{"long": false}))
 	}
 	testwait.For(t, 10*time.Second, "the later events on the stream while the long transaction is open", func() bool {
-		on := e.eventsOnStream()
-		for _, id := range later {
-			if !on[id] {
-				return false
-			}
-		}
-		return true
+		return e.allOnStream(later)
 	})
 	if n := e.unpublished(); n != 0 { // the long transaction's rows are not visible yet
 		t.Fatalf("%d events unpublished, want none visible", n)
@@ -126,13 +120,7 @@ func TestRelay_LongTransactionDelaysOnlyItsOwnEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, 10*time.Second, "the long transaction's events on the stream", func() bool {
-		on := e.eventsOnStream()
-		for _, id := range longIDs {
-			if !on[id] {
-				return false
-			}
-		}
-		return true
+		return e.allOnStream(longIDs)
 	})
 	testwait.For(t, 10*time.Second, "nothing left unpublished", func() bool { return e.unpublished() == 0 })
 	if got := testutil.ToFloat64(m.EventsRelayed); got != 40 {

@@ -52,7 +52,9 @@ WHERE id = 1`
 	// webhooks that no longer match (deactivated since): published, the
 	// worker skips them. OFFSET 0 keeps its status test out of the scan: the
 	// lookup goes through the (event_id, webhook_id) index, never through the
-	// partial index of all pending deliveries, which grows with the backlog.
+	// partial index of all pending deliveries, which grows with the backlog;
+	// = ANY (ARRAY(…)) makes the event ids an index condition (IN (SELECT …)
+	// became a hash join over a scan of the whole index).
 	fanOutSQL = `WITH ev AS MATERIALIZED (
     (SELECT o.id, o.xid, o.seq, o.project_id, o.event_type, o.data, o.created_at
      FROM hookrelay.outbox o
@@ -85,7 +87,7 @@ WHERE id = 1`
     UNION
     SELECT d.id, false FROM (
         SELECT id, status, next_attempt_at FROM hookrelay.deliveries
-        WHERE event_id IN (SELECT id FROM ev) OFFSET 0
+        WHERE event_id = ANY (ARRAY(SELECT id FROM ev)) OFFSET 0
     ) d
     WHERE d.status = 'pending' AND d.next_attempt_at IS NULL
 )

@@ -117,7 +117,7 @@ func runBench(ctx context.Context, args []string) error {
 				return fmt.Errorf("find this binary: %w", err)
 			}
 		}
-		cfg.WorkerCommand = []string{bin, "worker"}
+		cfg.Binary = bin
 	}
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)

@@ -111,11 +111,12 @@ type Config struct {
 	Database string
 	// Keep leaves the database in place after the run (for inspection).
 	Keep bool
-	// WorkerCommand, when set, runs the memory scenario's worker as a child
-	// process (e.g. {"/usr/local/bin/hookrelay", "worker"}) and reads its
-	// peak RSS; otherwise the worker runs in this process.
-	WorkerCommand []string
-	Sizes         Sizes
+	// Binary, when set, is a hookrelay binary: the memory scenario runs
+	// `Binary worker` as a child process and reads its peak RSS, and the
+	// pipeline scenario runs `Binary relay` and `Binary worker` as children.
+	// Empty: they run in this process (fit for smoke runs only).
+	Binary string
+	Sizes  Sizes
 	// Log receives progress lines; nil discards them.
 	Log *slog.Logger
 }

@@ -22,7 +22,7 @@ latency, a River-only baseline, the whole pipeline (relay and worker as child
 processes) against River's and the worker's memory, in a database of its
 own (-db, dropped and recreated on the server of DATABASE_URL) and on Redis
 keys "bench:<random>" of REDIS_URL. The defaults are a smoke run of seconds;
--full takes the sizes of issues 6 and 11 (about 20 minutes on 2 cores):
+-full takes the sizes of issues 6 and 11 (about 25 minutes on 2 cores):
 
   hookrelay bench -full -worker-bin self -json bench.json
   (= -emit-writers 8,32 -emit-duration 10s -emit-rounds 3 -drain-events 1000000

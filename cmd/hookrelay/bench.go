@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hookrelay/hookrelay/cmd/hookrelay/internal/bench"
@@ -16,14 +18,17 @@ import (
 const benchUsage = `usage: hookrelay bench [flags]
 
 Measures emission overhead, relay drain, delivery throughput, end-to-end
-latency, a River-only baseline and the worker's memory, in a database of its
+latency, a River-only baseline, the whole pipeline (relay and worker as child
+processes) against River's and the worker's memory, in a database of its
 own (-db, dropped and recreated on the server of DATABASE_URL) and on Redis
 keys "bench:<random>" of REDIS_URL. The defaults are a smoke run of seconds;
--full takes the sizes of issue 6 (about 10 minutes on 2 cores):
+-full takes the sizes of issues 6 and 11 (about 25 minutes on 2 cores):
 
-  hookrelay bench -full -json bench.json
-  (= -emit-duration 10s -emit-rounds 3 -drain-events 1000000 -deliveries 100000
-     -rate 1000 -latency-duration 30s -memory-pending 1000000 -memory-duration 60s)
+  hookrelay bench -full -worker-bin self -json bench.json
+  (= -emit-writers 8,32 -emit-duration 10s -emit-rounds 3 -drain-events 1000000
+     -deliveries 100000 -rate 1000 -latency-duration 30s -memory-pending 1000000
+     -memory-duration 60s -pipeline-writers 8,32 -pipeline-duration 15s
+     -river-sweep -river-sweep-jobs 10000)
 
 Flags set explicitly win over -full.
 
@@ -45,15 +50,19 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 		fs.PrintDefaults()
 	}
 	o := &benchOptions{sizes: def}
+	// The lists are copied: a flag fills its own, not the preset's.
+	o.sizes.EmitWriters = slices.Clone(def.EmitWriters)
+	o.sizes.PipelineWriters = slices.Clone(def.PipelineWriters)
 	fs.StringVar(&o.scenario, "scenario", "all", "scenarios to run, comma-separated: all|"+strings.Join(bench.All, "|"))
-	fs.BoolVar(&o.full, "full", false, "use the full sizes of issue 6 for every size flag not set explicitly")
+	fs.BoolVar(&o.full, "full", false, "use the full sizes of issues 6 and 11 for every size flag not set explicitly")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this `path`")
 	fs.StringVar(&o.db, "db", bench.DefaultDatabase, "bench database (dropped and recreated; must start with "+bench.DefaultDatabase+")")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (harness, receiver and in-process relay/worker) to this `path`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the bench database after the run")
-	fs.StringVar(&o.workerBin, "worker-bin", "", "memory: run the worker as a child process, `path` worker, and measure its RSS ('self': this binary); empty: measure an in-process worker")
+	fs.StringVar(&o.workerBin, "worker-bin", "", "a hookrelay binary ('self': this one): memory runs `path` worker as a child and measures its RSS; pipeline runs path relay and path worker as children; empty: both in this process (smoke runs only)")
 	s := &o.sizes
-	fs.IntVar(&s.Writers, "writers", def.Writers, "emit, latency, river: concurrent writers")
+	fs.IntVar(&s.Writers, "writers", def.Writers, "latency, river: concurrent writers of the paced emission")
+	fs.Var((*intList)(&s.EmitWriters), "emit-writers", "emit: writer counts, comma-separated, each measured in turn")
 	fs.DurationVar(&s.EmitDuration, "emit-duration", def.EmitDuration, "emit: duration of each variant per round")
 	fs.IntVar(&s.EmitRounds, "emit-rounds", def.EmitRounds, "emit: rounds over all variants (the median counts)")
 	fs.IntVar(&s.DrainEvents, "drain-events", def.DrainEvents, "drain: backlog of events")
@@ -68,7 +77,38 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.IntVar(&s.RiverMaxWorkers, "river-max-workers", def.RiverMaxWorkers, "river: the baseline's River MaxWorkers (tuned)")
 	fs.DurationVar(&s.RiverFetchCooldown, "river-fetch-cooldown", def.RiverFetchCooldown, "river: the baseline's River FetchCooldown (River's default: 100ms; tuned)")
 	fs.DurationVar(&s.RiverFetchPoll, "river-fetch-poll", def.RiverFetchPoll, "river: the baseline's River FetchPollInterval (River's default: 1s; tuned)")
+	fs.BoolVar(&s.RiverSweep, "river-sweep", def.RiverSweep, "river, pipeline: first run River's worker stage at MaxWorkers 50,100,200,400 × FetchCooldown 1ms,5ms,20ms and use the fastest for every River figure (overrides -river-max-workers and -river-fetch-cooldown)")
+	fs.IntVar(&s.RiverSweepJobs, "river-sweep-jobs", def.RiverSweepJobs, "river sweep: jobs per setting")
+	fs.Var((*intList)(&s.PipelineWriters), "pipeline-writers", "pipeline: writer counts, comma-separated, each run in turn")
+	fs.DurationVar(&s.PipelineDuration, "pipeline-duration", def.PipelineDuration, "pipeline: how long the writers commit at each writer count")
 	return fs, o
+}
+
+// intList is a flag of comma-separated positive integers, e.g. "8,32".
+type intList []int
+
+func (l *intList) String() string {
+	if l == nil {
+		return ""
+	}
+	parts := make([]string, len(*l))
+	for i, n := range *l {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out []int
+	for _, part := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want positive integers separated by commas, got %q", v)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
 }
 
 // parseBench parses args; with -full, the size flags not given default to
@@ -117,7 +157,7 @@ func runBench(ctx context.Context, args []string) error {
 				return fmt.Errorf("find this binary: %w", err)
 			}
 		}
-		cfg.WorkerCommand = []string{bin, "worker"}
+		cfg.Binary = bin
 	}
 	if o.cpuProfile != "" {
 		stop, err := startCPUProfile(o.cpuProfile)

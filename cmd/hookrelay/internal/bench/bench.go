@@ -1,6 +1,7 @@
 // Package bench measures hookrelay's pipeline on the machine it runs on:
 // emission overhead, relay drain, delivery throughput, end-to-end latency, a
-// River-only baseline and the worker's memory, side by side in one run.
+// River-only baseline (optionally swept over its settings), the whole
+// pipeline against River's, and the worker's memory, side by side in one run.
 //
 // Every run works in a database of its own (Config.Database, dropped and
 // created from scratch on the server of Config.DatabaseURL, migrated with
@@ -28,16 +29,18 @@ import (
 
 // Scenario names, in the order All runs them.
 const (
-	ScenarioEmit    = "emit"
-	ScenarioDrain   = "drain"
-	ScenarioDeliver = "deliver"
-	ScenarioLatency = "latency"
-	ScenarioRiver   = "river"
-	ScenarioMemory  = "memory"
+	ScenarioEmit     = "emit"
+	ScenarioDrain    = "drain"
+	ScenarioDeliver  = "deliver"
+	ScenarioLatency  = "latency"
+	ScenarioRiver    = "river"
+	ScenarioPipeline = "pipeline"
+	ScenarioMemory   = "memory"
 )
 
-// All lists every scenario in run order.
-var All = []string{ScenarioEmit, ScenarioDrain, ScenarioDeliver, ScenarioLatency, ScenarioRiver, ScenarioMemory}
+// All lists every scenario in run order. The pipeline runs after river so
+// that its River baseline uses the settings a River sweep chose.
+var All = []string{ScenarioEmit, ScenarioDrain, ScenarioDeliver, ScenarioLatency, ScenarioRiver, ScenarioPipeline, ScenarioMemory}
 
 // DefaultDatabase is the database a run creates (and drops) unless told
 // otherwise. Every bench database name must start with it.
@@ -45,7 +48,8 @@ const DefaultDatabase = "hookrelay_bench"
 
 // Sizes are the knobs of the scenarios. Smoke and Full are the two presets.
 type Sizes struct {
-	Writers         int           // emit: concurrent writers
+	Writers         int           // latency, river: concurrent writers of the paced emission
+	EmitWriters     []int         // emit: the writer counts to measure, each in turn
 	EmitDuration    time.Duration // emit: how long each variant runs per round
 	EmitRounds      int           // emit: rounds over all variants; the median round counts
 	DrainEvents     int           // drain: backlog of events, one matching webhook each
@@ -57,6 +61,10 @@ type Sizes struct {
 	LatencyDuration time.Duration // latency, river: how long events are emitted
 	MemoryPending   int           // memory: deliveries pending when the worker starts
 	MemoryDuration  time.Duration // memory: longest the worker runs (it stops early once drained)
+	// pipeline: the writer counts to run the whole pipeline at, each in
+	// turn, and how long the writers commit at each.
+	PipelineWriters  []int
+	PipelineDuration time.Duration
 	// The River baseline's settings. It runs tuned, not at River's default
 	// fetch settings (100 ms cooldown, 1 s poll, which cap a client near
 	// workers×10 jobs/s): hookrelay is compared with the best plain
@@ -64,6 +72,13 @@ type Sizes struct {
 	RiverMaxWorkers    int
 	RiverFetchCooldown time.Duration
 	RiverFetchPoll     time.Duration
+	// RiverSweep first runs the River worker stage briefly (RiverSweepJobs
+	// jobs) at every MaxWorkers × FetchCooldown of the grid below and keeps
+	// the fastest for every River figure of the run (the fetch poll stays).
+	RiverSweep           bool
+	RiverSweepJobs       int
+	RiverSweepMaxWorkers []int
+	RiverSweepCooldowns  []time.Duration
 }
 
 // The tuned River baseline of both presets: 200 workers, a 5 ms fetch
@@ -75,28 +90,38 @@ const (
 	RiverTunedFetchPoll     = 50 * time.Millisecond
 )
 
+// The River sweep's default grid.
+var (
+	RiverSweepMaxWorkers = []int{50, 100, 200, 400}
+	RiverSweepCooldowns  = []time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond}
+)
+
 // Smoke is the tiny preset: every scenario in seconds. Both presets run
 // hookrelay at its defaults (relay batch, worker concurrency).
 func Smoke() Sizes {
 	return Sizes{
-		Writers: 8, EmitDuration: 500 * time.Millisecond, EmitRounds: 1,
+		Writers: 8, EmitWriters: []int{8}, EmitDuration: 500 * time.Millisecond, EmitRounds: 1,
 		DrainEvents: 2000, RelayBatch: relay.DefaultBatchSize,
 		Deliveries: 500, Concurrency: deliver.DefaultConcurrency, PoolSize: 16,
 		Rate: 200, LatencyDuration: 1500 * time.Millisecond,
 		MemoryPending: 1000, MemoryDuration: 5 * time.Second,
+		PipelineWriters: []int{8}, PipelineDuration: 2 * time.Second,
 		RiverMaxWorkers: RiverTunedMaxWorkers, RiverFetchCooldown: RiverTunedFetchCooldown, RiverFetchPoll: RiverTunedFetchPoll,
+		RiverSweepJobs: 1000, RiverSweepMaxWorkers: RiverSweepMaxWorkers, RiverSweepCooldowns: RiverSweepCooldowns,
 	}
 }
 
 // Full is the preset of issue 6 (minutes of work; a quiet machine wanted).
 func Full() Sizes {
 	return Sizes{
-		Writers: 8, EmitDuration: 10 * time.Second, EmitRounds: 3,
+		Writers: 8, EmitWriters: []int{8, 32}, EmitDuration: 10 * time.Second, EmitRounds: 3,
 		DrainEvents: 1_000_000, RelayBatch: relay.DefaultBatchSize,
 		Deliveries: 100_000, Concurrency: deliver.DefaultConcurrency, PoolSize: 16,
 		Rate: 1000, LatencyDuration: 30 * time.Second,
 		MemoryPending: 1_000_000, MemoryDuration: 60 * time.Second,
+		PipelineWriters: []int{8, 32}, PipelineDuration: 15 * time.Second,
 		RiverMaxWorkers: RiverTunedMaxWorkers, RiverFetchCooldown: RiverTunedFetchCooldown, RiverFetchPoll: RiverTunedFetchPoll,
+		RiverSweep: true, RiverSweepJobs: 10_000, RiverSweepMaxWorkers: RiverSweepMaxWorkers, RiverSweepCooldowns: RiverSweepCooldowns,
 	}
 }
 
@@ -111,11 +136,12 @@ type Config struct {
 	Database string
 	// Keep leaves the database in place after the run (for inspection).
 	Keep bool
-	// WorkerCommand, when set, runs the memory scenario's worker as a child
-	// process (e.g. {"/usr/local/bin/hookrelay", "worker"}) and reads its
-	// peak RSS; otherwise the worker runs in this process.
-	WorkerCommand []string
-	Sizes         Sizes
+	// Binary, when set, is a hookrelay binary: the memory scenario runs
+	// `Binary worker` as a child process and reads its peak RSS, and the
+	// pipeline scenario runs `Binary relay` and `Binary worker` as children.
+	// Empty: they run in this process (fit for smoke runs only).
+	Binary string
+	Sizes  Sizes
 	// Log receives progress lines; nil discards them.
 	Log *slog.Logger
 }
@@ -130,6 +156,10 @@ type env struct {
 	prefix  string // Redis key prefix of this run
 	nstream int    // streams handed out so far
 	report  *Report
+	// river is the River baseline's settings: the tuned ones of Sizes, or
+	// the sweep's winner once it ran (riverSwept).
+	river      riverSettings
+	riverSwept bool
 }
 
 // Run sets up the bench database and runs the named scenarios (nil or
@@ -152,7 +182,8 @@ func Run(ctx context.Context, cfg Config, scenarios []string) (*Report, error) {
 	if err := cfg.Sizes.validate(); err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, log: cfg.Log, prefix: "bench:" + randomHex(6)}
+	e := &env{cfg: cfg, log: cfg.Log, prefix: "bench:" + randomHex(6), river: riverSettings{
+		MaxWorkers: cfg.Sizes.RiverMaxWorkers, FetchCooldown: cfg.Sizes.RiverFetchCooldown, FetchPoll: cfg.Sizes.RiverFetchPoll}}
 	e.report = &Report{Started: time.Now().UTC(), Sizes: cfg.Sizes, Scenarios: todo}
 	cleanup, err := e.setup(ctx)
 	if err != nil {
@@ -163,7 +194,8 @@ func Run(ctx context.Context, cfg Config, scenarios []string) (*Report, error) {
 
 	runners := map[string]func(context.Context) error{
 		ScenarioEmit: e.runEmit, ScenarioDrain: e.runDrain, ScenarioDeliver: e.runDeliver,
-		ScenarioLatency: e.runLatency, ScenarioRiver: e.runRiver, ScenarioMemory: e.runMemory,
+		ScenarioLatency: e.runLatency, ScenarioRiver: e.runRiver, ScenarioPipeline: e.runPipeline,
+		ScenarioMemory: e.runMemory,
 	}
 	for _, s := range todo {
 		e.log.Info("bench: scenario starting", "scenario", s)
@@ -176,7 +208,7 @@ func Run(ctx context.Context, cfg Config, scenarios []string) (*Report, error) {
 		}
 		e.log.Info("bench: scenario done", "scenario", s, "took", time.Since(start).Round(time.Millisecond))
 	}
-	e.report.compare()
+	e.report.compare(e.riverNote())
 	e.report.Duration = time.Since(e.report.Started).Round(time.Millisecond).String()
 	return e.report, nil
 }
@@ -205,7 +237,7 @@ func (s Sizes) validate() error {
 		"writers": s.Writers, "emit rounds": s.EmitRounds, "drain events": s.DrainEvents,
 		"relay batch": s.RelayBatch, "deliveries": s.Deliveries, "concurrency": s.Concurrency,
 		"pool size": s.PoolSize, "rate": s.Rate, "memory pending": s.MemoryPending,
-		"river max workers": s.RiverMaxWorkers,
+		"river max workers": s.RiverMaxWorkers, "river sweep jobs": s.RiverSweepJobs,
 	} {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
@@ -214,10 +246,20 @@ func (s Sizes) validate() error {
 	for name, d := range map[string]time.Duration{
 		"emit duration": s.EmitDuration, "latency duration": s.LatencyDuration, "memory duration": s.MemoryDuration,
 		"river fetch cooldown": s.RiverFetchCooldown, "river fetch poll": s.RiverFetchPoll,
+		"pipeline duration": s.PipelineDuration,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
+	}
+	for name, l := range map[string][]int{"emit writers": s.EmitWriters, "pipeline writers": s.PipelineWriters,
+		"river sweep max workers": s.RiverSweepMaxWorkers} {
+		if len(l) == 0 || slices.Min(l) <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a list of positive numbers, got %v", name, l))
+		}
+	}
+	if len(s.RiverSweepCooldowns) == 0 || slices.Min(s.RiverSweepCooldowns) <= 0 {
+		errs = append(errs, fmt.Errorf("river sweep cooldowns must be a list of positive durations, got %v", s.RiverSweepCooldowns))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bench sizes: %w", err)

@@ -18,13 +18,20 @@ import (
 // under the suite's budget on a shared machine.
 func smokeSizes() bench.Sizes {
 	s := bench.Smoke()
-	s.EmitDuration = 300 * time.Millisecond
+	s.EmitDuration = 200 * time.Millisecond
 	s.DrainEvents = 1500
 	s.Deliveries = 300
 	s.Rate = 200
 	s.LatencyDuration = time.Second
 	s.MemoryPending = 500
 	s.MemoryDuration = 3 * time.Second
+	s.PipelineWriters = []int{4}
+	s.PipelineDuration = 500 * time.Millisecond
+	// A two-point sweep, so that the sweep's code runs too.
+	s.RiverSweep = true
+	s.RiverSweepJobs = 200
+	s.RiverSweepMaxWorkers = []int{100}
+	s.RiverSweepCooldowns = []time.Duration{time.Millisecond, 5 * time.Millisecond}
 	return s
 }
 
@@ -57,10 +64,13 @@ func TestRun_SmokeEveryScenarioProducesSaneFigures(t *testing.T) {
 		t.Fatalf("bench run: %v", err)
 	}
 	want := []string{
-		"emit.none", "emit.plain", "emit.go", "emit.sql", "emit.trigger", "emit.go_idle",
-		"drain.throughput", "deliver.throughput",
-		"latency.p50", "latency.p95", "latency.p99", "latency.max",
-		"river.throughput", "river.p50", "river.p99", "river.ratio.throughput", "river.ratio.p50",
+		"emit.w8.none", "emit.w8.plain", "emit.w8.go", "emit.w8.sql", "emit.w8.trigger", "emit.w8.go_idle",
+		"emit.w8.go_relay", "emit.w8.go_relay_match", "emit.w8.river_insert",
+		"drain.throughput", "deliver.throughput", "deliver.ratio.river",
+		"latency.p50", "latency.p95", "latency.p99", "latency.max", "latency.ratio.river_p50", "latency.ratio.river_p99",
+		"river.sweep.w100_c1ms", "river.sweep.w100_c5ms", "river.sweep.best",
+		"river.throughput", "river.p50", "river.p99",
+		"pipeline.w4.events", "pipeline.w4.commits", "pipeline.w4.delivered", "pipeline.w4.river", "pipeline.w4.ratio",
 		"memory.peak_rss",
 	}
 	for _, key := range want {

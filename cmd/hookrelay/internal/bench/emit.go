@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -79,7 +78,7 @@ func insertBusinessRow(ctx context.Context, tx pgx.Tx, sql string, d deployment)
 }
 
 // emitGo is the "deploy a config" transaction's body with Go emission; the
-// latency scenario uses it too.
+// latency and pipeline scenarios use it too.
 func emitGo(ctx context.Context, tx pgx.Tx, d deployment) (uuid.UUID, error) {
 	if err := insertBusinessRow(ctx, tx, insertDeploy, d); err != nil {
 		return uuid.Nil, err
@@ -94,83 +93,107 @@ type emitVariant struct {
 	// relay runs a real relay during the round, which sets the idle flag as
 	// it goes: the case of a user whose relay keeps up.
 	relay bool
-	body  func(ctx context.Context, tx pgx.Tx, d deployment) error
+	// match makes every event match the run's webhook (the relay fans each
+	// out into a delivery and an XADD; no worker runs, they pile up).
+	match bool
+	body  emitFunc
 }
 
-func emitVariants() []emitVariant {
-	withJSON := func(sql string) func(ctx context.Context, tx pgx.Tx, d deployment) error {
-		return func(ctx context.Context, tx pgx.Tx, d deployment) error {
+// emitVariants are the variants of the emit scenario; h is the webhook that
+// match variants' events match, rb an insert-only River client.
+func emitVariants(h hook, rb *riverBaseline) []emitVariant {
+	withJSON := func(sql string) emitFunc {
+		return func(ctx context.Context, tx pgx.Tx, d deployment) (uuid.UUID, error) {
 			if err := insertBusinessRow(ctx, tx, insertDeploy, d); err != nil {
-				return err
+				return uuid.Nil, err
 			}
 			data, err := json.Marshal(d)
 			if err != nil {
-				return fmt.Errorf("encode event: %w", err)
+				return uuid.Nil, fmt.Errorf("encode event: %w", err)
 			}
 			if _, err := tx.Exec(ctx, sql, eventType, d.ProjectID, data); err != nil {
-				return fmt.Errorf("write event: %w", err)
+				return uuid.Nil, fmt.Errorf("write event: %w", err)
 			}
-			return nil
+			return uuid.Nil, nil
 		}
 	}
-	goEmit := func(ctx context.Context, tx pgx.Tx, d deployment) error {
-		_, err := emitGo(ctx, tx, d)
-		return err
+	businessRow := func(sql string) emitFunc {
+		return func(ctx context.Context, tx pgx.Tx, d deployment) (uuid.UUID, error) {
+			return uuid.Nil, insertBusinessRow(ctx, tx, sql, d)
+		}
 	}
 	return []emitVariant{
-		{key: "none", name: "no event", body: func(ctx context.Context, tx pgx.Tx, d deployment) error {
-			return insertBusinessRow(ctx, tx, insertDeploy, d)
-		}},
+		{key: "none", name: "no event", body: businessRow(insertDeploy)},
 		{key: "plain", name: "plain event row (floor)",
 			body: withJSON(`INSERT INTO bench.events (event_type, project_id, data) VALUES ($1, $2, $3)`)},
-		{key: "go", name: "hookrelay Go outbox.Emit", body: goEmit},
+		{key: "go", name: "hookrelay Go outbox.Emit", body: emitGo},
 		{key: "sql", name: "hookrelay SQL hookrelay.emit()", body: withJSON(`SELECT hookrelay.emit($1, $2, $3)`)},
-		{key: "trigger", name: "hookrelay trigger emit_row_change", body: func(ctx context.Context, tx pgx.Tx, d deployment) error {
-			return insertBusinessRow(ctx, tx, insertDeployEmitting, d)
-		}},
-		{key: "go_idle", name: "hookrelay Go, relay idle (NOTIFY)", idle: true, body: goEmit},
-		{key: "go_relay", name: "hookrelay Go, relay running (events match no webhook)", relay: true, body: goEmit},
+		{key: "trigger", name: "hookrelay trigger emit_row_change", body: businessRow(insertDeployEmitting)},
+		{key: "go_idle", name: "hookrelay Go, relay idle (NOTIFY)", idle: true, body: emitGo},
+		{key: "go_relay", name: "hookrelay Go, relay running (events match no webhook)", relay: true, body: emitGo},
+		{key: "go_relay_match", name: "hookrelay Go, relay running (events match one webhook)", relay: true, match: true, body: emitGo},
+		{key: "river_insert", name: "River job inserted instead of an event", match: true, body: rb.emit(h)},
 	}
 }
 
-// runEmit measures the "deploy a config" transaction's rate with Writers
-// concurrent writers in every variant, EmitRounds times, and reports each
-// variant's median round with its ratios to the plain-row variant and to no
-// event. Every variant except go_idle and go_relay runs with the relay idle
-// flag off (a busy relay: writers send no NOTIFY); go_relay runs a real
-// relay that keeps up, and leaves the flag to it.
+// runEmit measures the "deploy a config" transaction's rate at each count
+// of EmitWriters concurrent writers in every variant, EmitRounds times, and
+// reports each variant's median round with its ratios to the plain-row
+// variant and to no event. Every variant except go_idle and go_relay* runs
+// with the relay idle flag off (a busy relay: writers send no NOTIFY);
+// go_relay* run a real relay that keeps up, and leave the flag to it.
 func (e *env) runEmit(ctx context.Context) error {
 	s := e.cfg.Sizes
-	pool, err := e.newPool(ctx, s.Writers+1)
+	h, err := e.webhook(ctx, "http://127.0.0.1:9/unused")
+	if err != nil {
+		return err
+	}
+	rb, err := e.newRiverBaseline(ctx, e.river) // inserts only; never started
+	if err != nil {
+		return err
+	}
+	defer rb.stop(ctx)
+	variants := emitVariants(h, rb)
+	for _, writers := range s.EmitWriters {
+		if err := e.emitAt(ctx, writers, h, variants); err != nil {
+			return fmt.Errorf("%d writers: %w", writers, err)
+		}
+	}
+	return nil
+}
+
+// emitAt measures and reports every variant at writers concurrent writers.
+func (e *env) emitAt(ctx context.Context, writers int, h hook, variants []emitVariant) error {
+	pool, err := e.newPool(ctx, writers+1)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	variants := emitVariants()
 	rates := make(map[string][]float64)
-	for round := range s.EmitRounds {
+	for round := range e.cfg.Sizes.EmitRounds {
 		for _, v := range variants {
-			rate, err := e.emitRound(ctx, pool, v)
+			rate, err := e.emitRound(ctx, pool, writers, h, v)
 			if err != nil {
 				return fmt.Errorf("variant %s: %w", v.key, err)
 			}
-			e.log.Info("bench: emit", "round", round+1, "variant", v.key, "tx_per_s", int(rate))
+			e.log.Info("bench: emit", "writers", writers, "round", round+1, "variant", v.key, "tx_per_s", int(rate))
 			rates[v.key] = append(rates[v.key], rate)
 		}
 	}
-	none, plain := median(rates["none"]), median(rates["plain"])
+	none, plain, goRate := median(rates["none"]), median(rates["plain"]), median(rates["go"])
 	for _, v := range variants {
 		rate := median(rates[v.key])
-		f := Figure{Key: "emit." + v.key, Scenario: ScenarioEmit, Name: v.name, Value: rate, Unit: "tx/s",
-			Note: fmt.Sprintf("%d writers; %.2f× no event", s.Writers, rate/none)}
+		f := Figure{Key: fmt.Sprintf("emit.w%d.%s", writers, v.key), Scenario: ScenarioEmit, Name: v.name, Value: rate, Unit: "tx/s",
+			Note: fmt.Sprintf("%d writers; %.2f× no event", writers, rate/none)}
 		switch v.key {
 		case "none":
-			f.Note = fmt.Sprintf("%d writers, one-insert transaction", s.Writers)
-		case "plain":
-			f.Ratio, f.RatioOf = rate/plain, "plain"
-		case "go", "sql", "trigger", "go_relay":
+			f.Note = fmt.Sprintf("%d writers, one-insert transaction", writers)
+		case "go", "sql", "trigger", "go_relay", "go_relay_match":
 			f.Goal, f.Ratio, f.RatioOf = "≥ 0.95× plain", rate/plain, "plain"
 			f.Verdict = verdict(rate >= 0.95*plain)
+		case "river_insert":
+			f.Ratio, f.RatioOf = rate/plain, "plain"
+			f.Note += fmt.Sprintf("; hookrelay Go emit is %.2f× this", goRate/rate)
 		default:
 			f.Ratio, f.RatioOf = rate/plain, "plain"
 		}
@@ -181,19 +204,21 @@ func (e *env) runEmit(ctx context.Context) error {
 
 // emitRound runs one variant for EmitDuration from empty tables and returns
 // its committed transactions per second.
-func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, v emitVariant) (float64, error) {
-	s := e.cfg.Sizes
-	if _, err := e.pool.Exec(ctx, `TRUNCATE bench.deploys, bench.deploys_emitting, bench.events, hookrelay.outbox`); err != nil {
+func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, writers int, h hook, v emitVariant) (float64, error) {
+	if _, err := e.pool.Exec(ctx, `TRUNCATE bench.deploys, bench.deploys_emitting, bench.events, hookrelay.outbox,
+hookrelay.deliveries, hookrelay.delivery_attempts, hookrelay.river_job`); err != nil {
 		return 0, fmt.Errorf("empty tables: %w", err)
 	}
 	if _, err := e.pool.Exec(ctx, `SELECT setval('hookrelay.relay_idle', $1::boolean::int)`, v.idle); err != nil {
 		return 0, fmt.Errorf("set relay idle=%t: %w", v.idle, err)
 	}
 	if v.relay {
-		stop, err := e.runRelay(ctx)
+		key, _ := e.stream()
+		stop, err := e.runRelay(ctx, key)
 		if err != nil {
 			return 0, err
 		}
+		defer e.rdb.Del(context.WithoutCancel(ctx), key) // the deliveries of go_relay_match pile up there
 		defer stop()
 	}
 	if v.idle {
@@ -205,46 +230,85 @@ func (e *env) emitRound(ctx context.Context, pool *pgxpool.Pool, v emitVariant) 
 		}
 		defer stop()
 	}
+	project := uuid.Nil // a project of its own per writer: no webhook matches
+	if v.match {
+		project = h.Project
+	}
+	w, err := writeFor(ctx, pool, writers, e.cfg.Sizes.EmitDuration, project, v.body)
+	if err != nil {
+		return 0, err
+	}
+	return w.rate(), nil
+}
+
+// commit is one committed "deploy a config" transaction.
+type commit struct {
+	event uuid.UUID // the event's id, if the body returned one
+	at    time.Time // when COMMIT returned
+}
+
+// written is what writeFor's writers committed.
+type written struct {
+	start, end time.Time // the first BEGIN, the last writer's end
+	commits    []commit
+}
+
+// rate is the committed transactions per second while writing.
+func (w written) rate() float64 { return float64(len(w.commits)) / w.end.Sub(w.start).Seconds() }
+
+// writeFor has writers concurrent writers commit "deploy a config"
+// transactions with body back to back (closed loop) for d. Their
+// deployments belong to project, or with uuid.Nil to a project per writer.
+func writeFor(ctx context.Context, pool *pgxpool.Pool, writers int, d time.Duration, project uuid.UUID, body emitFunc) (written, error) {
 	var (
-		committed atomic.Int64
-		wg        sync.WaitGroup
-		errOnce   sync.Once
-		firstErr  error
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		logs     = make([][]commit, writers)
 	)
 	start := time.Now()
-	deadline := start.Add(s.EmitDuration)
-	for w := range s.Writers {
+	deadline := start.Add(d)
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			project := uuid.New()
+			p := project
+			if p == uuid.Nil {
+				p = uuid.New()
+			}
 			for n := 0; time.Now().Before(deadline); n++ {
-				d := newDeployment(project, n)
-				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return v.body(ctx, tx, d) })
+				var id uuid.UUID
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					var err error
+					id, err = body(ctx, tx, newDeployment(p, n))
+					return err
+				})
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("writer %d: %w", w, err) })
 					return
 				}
-				committed.Add(1)
+				logs[w] = append(logs[w], commit{event: id, at: time.Now()})
 			}
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	out := written{start: start, end: time.Now()}
 	if firstErr != nil {
-		return 0, firstErr
+		return out, firstErr
 	}
-	return float64(committed.Load()) / elapsed.Seconds(), nil
+	for _, l := range logs {
+		out.commits = append(out.commits, l...)
+	}
+	return out, nil
 }
 
-// runRelay starts a relay with its own pool and stream key, as a user runs
+// runRelay starts a relay with its own pool on stream key, as a user runs
 // one, until the returned stop is called.
-func (e *env) runRelay(ctx context.Context) (stop func(), err error) {
+func (e *env) runRelay(ctx context.Context, key string) (stop func(), err error) {
 	pool, err := e.newPool(ctx, 4)
 	if err != nil {
 		return nil, err
 	}
-	key, _ := e.stream()
 	r := relay.New(pool, e.rdb, relay.Config{Stream: key, BatchSize: e.cfg.Sizes.RelayBatch}, nil, e.log.With("service", "relay"))
 	if err := r.Start(ctx); err != nil {
 		pool.Close()
@@ -257,7 +321,6 @@ func (e *env) runRelay(ctx context.Context) (stop func(), err error) {
 			e.log.Warn("bench: stop relay", "err", err)
 		}
 		pool.Close()
-		e.rdb.Del(sctx, key)
 	}, nil
 }
 

@@ -10,8 +10,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/hookrelay/hookrelay/relay"
 )
 
 // emitFunc is the body of one "deploy a config" transaction that emits an
@@ -156,16 +154,11 @@ func (e *env) runLatency(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = w.stop(ctx) }()
-	relayPool, err := e.newPool(ctx, 4)
+	stopRelay, err := e.runRelay(ctx, key)
 	if err != nil {
 		return err
 	}
-	defer relayPool.Close()
-	r := relay.New(relayPool, e.rdb, relay.Config{Stream: key, BatchSize: s.RelayBatch}, nil, e.log.With("service", "relay"))
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	defer func() { _ = r.Stop(context.WithoutCancel(ctx)) }()
+	defer stopRelay()
 	appPool, err := e.newPool(ctx, s.Writers+1)
 	if err != nil {
 		return err
@@ -176,7 +169,7 @@ func (e *env) runLatency(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, e.diagnose(ctx, key, group))
 	}
-	e.addLatencies(ScenarioLatency, "latency", "commit → receipt", lat, p, 5, 25)
+	e.addLatencies(ScenarioLatency, "latency", "commit → receipt", lat, p, 2, 10)
 	failed, err := e.failedAttempts(ctx)
 	if err != nil {
 		return err
@@ -191,12 +184,8 @@ func (e *env) runLatency(ctx context.Context) error {
 // LatencyDuration with body and returns the sorted latencies.
 func (e *env) measureLatency(ctx context.Context, rcv *receiver, pool *pgxpool.Pool, project uuid.UUID, body emitFunc) ([]time.Duration, paced, error) {
 	s := e.cfg.Sizes
-	wp, err := e.emitPaced(ctx, pool, project, warmup, max(s.Rate, warmup), body)
-	if err != nil {
+	if err := e.warmUp(ctx, rcv, pool, project, body); err != nil {
 		return nil, paced{}, err
-	}
-	if _, err := e.latencies(ctx, rcv, wp, time.Minute); err != nil {
-		return nil, paced{}, fmt.Errorf("warm-up: %w", err)
 	}
 	n := max(int(float64(s.Rate)*s.LatencyDuration.Seconds()), 1)
 	p, err := e.emitPaced(ctx, pool, project, n, s.Rate, body)
@@ -205,4 +194,17 @@ func (e *env) measureLatency(ctx context.Context, rcv *receiver, pool *pgxpool.P
 	}
 	lat, err := e.latencies(ctx, rcv, p, time.Minute+s.LatencyDuration)
 	return lat, p, err
+}
+
+// warmUp sends warmup events through body and waits until each arrived, so
+// that every connection on the way is open when a measurement starts.
+func (e *env) warmUp(ctx context.Context, rcv *receiver, pool *pgxpool.Pool, project uuid.UUID, body emitFunc) error {
+	wp, err := e.emitPaced(ctx, pool, project, warmup, max(e.cfg.Sizes.Rate, warmup), body)
+	if err != nil {
+		return err
+	}
+	if _, err := e.latencies(ctx, rcv, wp, time.Minute); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
 }

@@ -7,18 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // runMemory puts MemoryPending deliveries on the stream, runs a worker on
 // them until they are all delivered or MemoryDuration passes, and reports
-// the worker's peak RSS (VmHWM). With Config.WorkerCommand the worker is a
+// the worker's peak RSS (VmHWM). With Config.Binary the worker is a
 // child process (`hookrelay worker`); otherwise it runs in this process,
 // whose peak is reset first and which also holds the receiver and the
 // harness (the baseline before the worker starts is in the note).
@@ -35,8 +32,8 @@ func (e *env) runMemory(ctx context.Context) error {
 	}
 	var peak, baseline int64
 	var mode string
-	if len(e.cfg.WorkerCommand) > 0 {
-		mode = "child process " + strings.Join(e.cfg.WorkerCommand, " ")
+	if e.cfg.Binary != "" {
+		mode = "child process " + e.cfg.Binary + " worker"
 		peak, err = e.childPeak(ctx, key, group)
 	} else {
 		mode = "in-process (worker + receiver + harness)"
@@ -91,34 +88,18 @@ func (e *env) inProcessPeak(ctx context.Context, key, group string) (peak, basel
 }
 
 func (e *env) childPeak(ctx context.Context, key, group string) (int64, error) {
-	cmd := exec.CommandContext(ctx, e.cfg.WorkerCommand[0], e.cfg.WorkerCommand[1:]...)
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+e.dbURL, "REDIS_URL="+e.cfg.RedisURL,
-		"HOOKRELAY_STREAM="+key, "HOOKRELAY_GROUP="+group,
-		"HOOKRELAY_ALLOW_PRIVATE_NETWORKS=true", "HOOKRELAY_METRICS_ADDR=",
-		"HOOKRELAY_WORKER_CONCURRENCY="+strconv.Itoa(e.cfg.Sizes.Concurrency),
-		"HOOKRELAY_LOG_LEVEL=warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start worker %v: %w", e.cfg.WorkerCommand, err)
+	c, err := e.startChild(ctx, "worker", key, group,
+		"HOOKRELAY_WORKER_CONCURRENCY="+strconv.Itoa(e.cfg.Sizes.Concurrency))
+	if err != nil {
+		return 0, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	err := e.runUntilDrained(ctx, key)
-	_, peak, perr := procMemory(cmd.Process.Pid)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case werr := <-exited:
-		if err == nil && perr == nil && werr != nil {
-			err = fmt.Errorf("worker exited: %w: %s", werr, lastLines(stderr.String(), 5))
-		}
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
+	err = e.runUntilDrained(ctx, key)
+	_, peak, perr := procMemory(c.pid())
+	if serr := c.stop(); err == nil && perr == nil {
+		err = serr
 	}
 	if perr != nil {
-		return 0, fmt.Errorf("%w (worker stderr: %s)", perr, lastLines(stderr.String(), 5))
+		return 0, fmt.Errorf("%w (worker stderr: %s)", perr, c.tail())
 	}
 	return peak, err
 }

@@ -132,6 +132,13 @@ func (r *receiver) received(ids []uuid.UUID) map[uuid.UUID]time.Time {
 	return out
 }
 
+// firstCount is how many distinct events arrived.
+func (r *receiver) firstCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.firstSeen)
+}
+
 // waitDistinct waits until n distinct deliveries arrived, or timeout.
 func (r *receiver) waitDistinct(ctx context.Context, n int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

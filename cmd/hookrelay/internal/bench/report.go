@@ -68,15 +68,19 @@ func (r *Report) Figure(key string) (Figure, bool) {
 
 func (r *Report) add(f Figure) { r.Figures = append(r.Figures, f) }
 
-// compare adds the hookrelay ÷ River figures when both sides were measured.
-func (r *Report) compare() {
+// compare adds the hookrelay ÷ River figures when both sides were measured
+// in the run; river says which River settings were used.
+func (r *Report) compare(river string) {
 	pairs := []struct {
-		key, name, hook, river, goal string
-		atLeast                      float64
+		key, scenario, name, hook, river, goal string
+		ok                                     func(hook, ratio float64) bool
 	}{
-		{"river.ratio.throughput", "hookrelay ÷ River, deliveries/s", "deliver.throughput", "river.throughput", "≥ 2×", 2},
-		{"river.ratio.p50", "hookrelay ÷ River, latency p50", "latency.p50", "river.p50", "", 0},
-		{"river.ratio.p99", "hookrelay ÷ River, latency p99", "latency.p99", "river.p99", "", 0},
+		{"deliver.ratio.river", ScenarioDeliver, "worker ÷ River worker stage, deliveries/s", "deliver.throughput", "river.throughput",
+			"≥ 2× River tuned", func(_, ratio float64) bool { return ratio >= 2 }},
+		{"latency.ratio.river_p50", ScenarioLatency, "latency p50 ÷ River p50", "latency.p50", "river.p50",
+			"≤ 2 ms and ≤ 0.5× River p50", func(h, ratio float64) bool { return h <= 2 && ratio <= 0.5 }},
+		{"latency.ratio.river_p99", ScenarioLatency, "latency p99 ÷ River p99", "latency.p99", "river.p99",
+			"≤ 10 ms and < River p99", func(h, ratio float64) bool { return h <= 10 && ratio < 1 }},
 	}
 	for _, p := range pairs {
 		h, ok1 := r.Figure(p.hook)
@@ -85,14 +89,9 @@ func (r *Report) compare() {
 			continue
 		}
 		ratio := h.Value / b.Value
-		f := Figure{Key: p.key, Scenario: ScenarioRiver, Name: p.name, Value: ratio, Unit: "×",
-			Goal: p.goal, Note: "hookrelay " + p.hook + " ÷ " + p.river}
-		if p.atLeast > 0 {
-			f.Verdict = verdict(ratio >= p.atLeast)
-		} else {
-			f.Note += "; lower is better"
-		}
-		r.add(f)
+		r.add(Figure{Key: p.key, Scenario: p.scenario, Name: p.name, Value: ratio, Unit: "×", Goal: p.goal,
+			Verdict: verdict(p.ok(h.Value, ratio)), Note: fmt.Sprintf("%s %s ÷ %s %s, same run; %s",
+				p.hook, formatValue(h.Value, h.Unit), p.river, formatValue(b.Value, b.Unit), river)})
 	}
 }
 

@@ -81,6 +81,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.DeliveryID, job.Attempt, res.Started,
 	return nil
 }
 
+// riverSettings are the River baseline client's tuning.
+type riverSettings struct {
+	MaxWorkers               int
+	FetchCooldown, FetchPoll time.Duration
+}
+
+func (r riverSettings) String() string {
+	return fmt.Sprintf("%d workers, fetch cooldown %s, fetch poll %s", r.MaxWorkers, r.FetchCooldown, r.FetchPoll)
+}
+
 // riverBaseline is a River client working the baseline queue.
 type riverBaseline struct {
 	pool   *pgxpool.Pool
@@ -88,9 +98,8 @@ type riverBaseline struct {
 	sender *httpsend.Sender
 }
 
-func (e *env) newRiverBaseline(ctx context.Context) (*riverBaseline, error) {
-	s := e.cfg.Sizes
-	pool, err := e.newPool(ctx, s.PoolSize)
+func (e *env) newRiverBaseline(ctx context.Context, rs riverSettings) (*riverBaseline, error) {
+	pool, err := e.newPool(ctx, e.cfg.Sizes.PoolSize)
 	if err != nil {
 		return nil, err
 	}
@@ -102,10 +111,10 @@ func (e *env) newRiverBaseline(ctx context.Context) (*riverBaseline, error) {
 	}
 	b.client, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:            migrations.Schema,
-		Queues:            map[string]river.QueueConfig{riverQueue: {MaxWorkers: s.RiverMaxWorkers}},
+		Queues:            map[string]river.QueueConfig{riverQueue: {MaxWorkers: rs.MaxWorkers}},
 		Workers:           workers,
-		FetchCooldown:     s.RiverFetchCooldown,
-		FetchPollInterval: s.RiverFetchPoll,
+		FetchCooldown:     rs.FetchCooldown,
+		FetchPollInterval: rs.FetchPoll,
 		Logger:            e.log,
 	})
 	if err != nil {
@@ -155,21 +164,28 @@ func deliveryArgs(h hook, d deployment) (riverDeliveryArgs, error) {
 // latency scenarios do for hookrelay.
 func (e *env) runRiver(ctx context.Context) error {
 	s := e.cfg.Sizes
+	rs, err := e.riverSettings(ctx)
+	if err != nil {
+		return err
+	}
 	fx, err := e.fixture(ctx)
 	if err != nil {
 		return err
 	}
 	defer fx.rcv.close()
 	rcv, h := fx.rcv, fx.hook
-	if err := e.riverThroughput(ctx, rcv, h); err != nil {
+	rate, note, err := e.riverBacklog(ctx, rcv, h, s.Deliveries, rs)
+	if err != nil {
 		return err
 	}
+	e.report.add(Figure{Key: "river.throughput", Scenario: ScenarioRiver, Name: "River-only worker, deliveries/s", Value: rate,
+		Unit: "deliveries/s", Note: note})
 	if _, err := e.pool.Exec(ctx, `TRUNCATE hookrelay.river_job, bench.river_attempts, bench.deploys`); err != nil {
 		return fmt.Errorf("empty baseline tables: %w", err)
 	}
 	rcv.reset()
 
-	b, err := e.newRiverBaseline(ctx)
+	b, err := e.newRiverBaseline(ctx, rs)
 	if err != nil {
 		return err
 	}
@@ -190,38 +206,38 @@ func (e *env) runRiver(ctx context.Context) error {
 	return nil
 }
 
-// riverThroughput inserts Deliveries jobs, then times a River client working
-// them all until River has marked every one completed.
-func (e *env) riverThroughput(ctx context.Context, rcv *receiver, h hook) error {
-	s := e.cfg.Sizes
-	b, err := e.newRiverBaseline(ctx)
+// riverBacklog inserts n jobs, then times a River client with settings rs
+// working them all until River has marked every one completed. It returns
+// the deliveries per second and a note on the run.
+func (e *env) riverBacklog(ctx context.Context, rcv *receiver, h hook, n int, rs riverSettings) (float64, string, error) {
+	b, err := e.newRiverBaseline(ctx, rs)
 	if err != nil {
-		return err
+		return 0, "", err
 	}
 	defer b.stop(ctx)
 	params := make([]river.InsertManyParams, 0, publishChunk)
-	for done := 0; done < s.Deliveries; done += len(params) {
+	for done := 0; done < n; done += len(params) {
 		params = params[:0]
-		for k := range min(publishChunk, s.Deliveries-done) {
+		for k := range min(publishChunk, n-done) {
 			args, err := deliveryArgs(h, newDeployment(h.Project, done+k))
 			if err != nil {
-				return err
+				return 0, "", err
 			}
 			params = append(params, river.InsertManyParams{Args: args, InsertOpts: &river.InsertOpts{Queue: riverQueue}})
 		}
 		if _, err := b.client.InsertManyFast(ctx, params); err != nil {
-			return fmt.Errorf("insert baseline jobs: %w", err)
+			return 0, "", fmt.Errorf("insert baseline jobs: %w", err)
 		}
 	}
 	if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE hookrelay.river_job`); err != nil {
-		return fmt.Errorf("analyse river_job: %w", err)
+		return 0, "", fmt.Errorf("analyse river_job: %w", err)
 	}
 
 	start := time.Now()
 	if err := b.client.Start(ctx); err != nil {
-		return fmt.Errorf("start baseline river client: %w", err)
+		return 0, "", fmt.Errorf("start baseline river client: %w", err)
 	}
-	err = rcv.waitDistinct(ctx, s.Deliveries, backlogTimeout(s.Deliveries))
+	err = rcv.waitDistinct(ctx, n, backlogTimeout(n))
 	if err == nil {
 		err = waitUntil(ctx, time.Minute, 10*time.Millisecond, func() (bool, error) {
 			var left int
@@ -231,19 +247,16 @@ func (e *env) riverThroughput(ctx context.Context, rcv *receiver, h hook) error 
 	}
 	elapsed := time.Since(start)
 	if err != nil {
-		return fmt.Errorf("baseline jobs: %w", err)
+		return 0, "", fmt.Errorf("baseline jobs: %w", err)
 	}
 	var attempts int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM bench.river_attempts`).Scan(&attempts); err != nil {
-		return fmt.Errorf("count baseline attempts: %w", err)
+		return 0, "", fmt.Errorf("count baseline attempts: %w", err)
 	}
-	if attempts < s.Deliveries {
-		return fmt.Errorf("baseline recorded %d attempts for %d deliveries", attempts, s.Deliveries)
+	if attempts < n {
+		return 0, "", fmt.Errorf("baseline recorded %d attempts for %d deliveries", attempts, n)
 	}
 	requests, distinct := rcv.counts()
-	rate := float64(s.Deliveries) / elapsed.Seconds()
-	e.report.add(Figure{Key: "river.throughput", Scenario: ScenarioRiver, Name: "River-only worker, deliveries/s", Value: rate,
-		Unit: "deliveries/s", Note: fmt.Sprintf("%d jobs in %s, %d workers, pool %d, fetch cooldown %s, fetch poll %s, %d duplicate requests",
-			s.Deliveries, elapsed.Round(time.Millisecond), s.RiverMaxWorkers, s.PoolSize, s.RiverFetchCooldown, s.RiverFetchPoll, requests-distinct)})
-	return nil
+	return float64(n) / elapsed.Seconds(), fmt.Sprintf("%d jobs in %s, %s, pool %d, %d duplicate requests",
+		n, elapsed.Round(time.Millisecond), rs, e.cfg.Sizes.PoolSize, requests-distinct), nil
 }

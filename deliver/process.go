@@ -69,7 +69,11 @@ type job struct {
 // it), acknowledged with it once its outcome is recorded, and otherwise left
 // pending for reclaim, so that no delivery ever depends on an entry that was
 // acknowledged before its outcome was in Postgres.
-func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
+//
+// A read (async) holds a token of w.loads, which dispatch returns once the
+// batch is loaded; the load then runs in its own goroutine. The claim loop's
+// batches are loaded in the claim loop.
+func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int, async bool) {
 	jobs := make([]job, 0, len(msgs))
 	w.mu.Lock()
 	for _, m := range msgs {
@@ -94,19 +98,27 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	w.mu.Unlock()
 	w.release(n - len(jobs))
 	if len(jobs) == 0 {
+		if async {
+			w.loads <- struct{}{}
+		}
 		return
 	}
 	w.work.Add(len(jobs))
-	w.start(ctx, jobs)
+	if !async {
+		w.start(ctx, jobs)
+		return
+	}
+	go func() {
+		defer func() { w.loads <- struct{}{} }()
+		w.start(ctx, jobs)
+	}()
 }
 
 // start loads the deliveries of a batch of jobs in one query and processes
-// each job in its own goroutine. It runs in the read loop: loading while the
-// loop reads on (tried) only split the reads into smaller ones and cost
-// Postgres more per delivery. While Postgres is unavailable it retries the
-// load with backoff, holding the entries (and the read loop: an outage
-// stops the reading); it gives up only when the worker is killed, leaving
-// the entries pending for reclaim.
+// each job in its own goroutine. While Postgres is unavailable it retries the
+// load with backoff, holding the entries (and its load token: once every
+// token is held, an outage stops the reading); it gives up only when the
+// worker is killed, leaving the entries pending for reclaim.
 func (w *Worker) start(ctx context.Context, jobs []job) {
 	var targets map[uuid.UUID]*target
 	err := w.retry(ctx, w.loadTrack, func() (err error) {

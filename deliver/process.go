@@ -69,7 +69,11 @@ type job struct {
 // it), acknowledged with it once its outcome is recorded, and otherwise left
 // pending for reclaim, so that no delivery ever depends on an entry that was
 // acknowledged before its outcome was in Postgres.
-func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
+//
+// A read (async) holds a token of w.loads, which dispatch returns once the
+// batch is loaded; the load then runs in its own goroutine. The claim loop's
+// batches are loaded in the claim loop.
+func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int, async bool) {
 	jobs := make([]job, 0, len(msgs))
 	w.mu.Lock()
 	for _, m := range msgs {
@@ -94,19 +98,27 @@ func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int) {
 	w.mu.Unlock()
 	w.release(n - len(jobs))
 	if len(jobs) == 0 {
+		if async {
+			w.loads <- struct{}{}
+		}
 		return
 	}
 	w.work.Add(len(jobs))
-	w.start(ctx, jobs)
+	if !async {
+		w.start(ctx, jobs)
+		return
+	}
+	go func() {
+		defer func() { w.loads <- struct{}{} }()
+		w.start(ctx, jobs)
+	}()
 }
 
 // start loads the deliveries of a batch of jobs in one query and processes
-// each job in its own goroutine. It runs in the read loop: loading while the
-// loop reads on (tried) only split the reads into smaller ones and cost
-// Postgres more per delivery. While Postgres is unavailable it retries the
-// load with backoff, holding the entries (and the read loop: an outage
-// stops the reading); it gives up only when the worker is killed, leaving
-// the entries pending for reclaim.
+// each job in its own goroutine. While Postgres is unavailable it retries the
+// load with backoff, holding the entries (and its load token: once every
+// token is held, an outage stops the reading); it gives up only when the
+// worker is killed, leaving the entries pending for reclaim.
 func (w *Worker) start(ctx context.Context, jobs []job) {
 	var targets map[uuid.UUID]*target
 	err := w.retry(ctx, w.loadTrack, func() (err error) {
@@ -179,33 +191,41 @@ func (w *Worker) finish(j job) {
 	w.work.Done()
 }
 
-// load reads the deliveries and webhooks of a batch in one query. The query
-// goes as an unnamed statement (QueryExecModeCacheDescribe), which Postgres
-// plans for each execution: a prepared statement's cached generic plan,
-// chosen while the deliveries table was nearly empty, seq-scans it, and the
-// read loop, which waits for this query, then slows down as the table grows
-// (commit → receipt p99 went from 31 ms after 10 s to 5 s after 30 s at 1k/s).
+// load reads the deliveries and webhooks of a batch in one round trip:
+// BEGIN, loadPlanSQL, loadTargetsSQL and COMMIT, pipelined. The query is a
+// prepared statement, so Postgres does not parse and plan it for every read
+// (about 60 us of its CPU each time); the transaction around it exists for
+// loadPlanSQL, which keeps its cached generic plan on the primary keys: a
+// generic plan made while the deliveries table was nearly empty seq-scans
+// it, and the loads then slow down as it grows (commit → receipt p99 went
+// from 31 ms after 10 s to 5 s after 30 s at 1k/s when the query was a plain
+// prepared statement).
 func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, error) {
 	ids := make([]pgtype.UUID, len(jobs))
 	for i, j := range jobs {
 		ids[i] = pgUUID(j.id)
 	}
-	rows, err := w.pool.Query(ctx, loadTargetsSQL, pgx.QueryExecModeCacheDescribe, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
-	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(loadPlanSQL)
+	q := b.Queue(loadTargetsSQL, ids)
+	b.Queue("COMMIT")
 	out := make(map[uuid.UUID]*target, len(ids))
-	for rows.Next() {
-		t := &target{}
-		if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
-			&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
-			&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("scan delivery: %w", err)
+	q.Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			t := &target{}
+			if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
+				&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
+				&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers); err != nil {
+				return fmt.Errorf("scan delivery: %w", err)
+			}
+			out[t.ID] = t
 		}
-		out[t.ID] = t
-	}
-	if err := rows.Err(); err != nil {
+		return rows.Err()
+	})
+	// A failed batch leaves its connection in a failed transaction, which
+	// the pool closes rather than reuses.
+	if err := w.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
 	}
 	return out, nil

@@ -47,13 +47,16 @@ DROP INDEX hookrelay.outbox_published_idx;
 ALTER TABLE hookrelay.outbox DROP COLUMN published_at;
 
 -- The two halves are disjoint: pending transactions are below the cursor.
+-- OFFSET 0 keeps the second half a lookup by xid per pending transaction
+-- (the planner would otherwise hash-join it against a scan of the outbox).
 CREATE VIEW hookrelay.outbox_unpublished AS
 SELECT o.* FROM hookrelay.relay_cursor c
 JOIN hookrelay.outbox o ON (o.xid, o.seq) > (c.xid, c.seq)
 UNION ALL
 SELECT o.* FROM hookrelay.relay_cursor c
 CROSS JOIN LATERAL unnest(c.pending_xids, c.pending_seqs) AS p(xid, seq)
-JOIN hookrelay.outbox o ON o.xid = p.xid AND o.seq > p.seq;
+CROSS JOIN LATERAL (
+    SELECT * FROM hookrelay.outbox o WHERE o.xid = p.xid AND o.seq > p.seq OFFSET 0) o;
 
 -- +goose Down
 DROP VIEW hookrelay.outbox_unpublished;

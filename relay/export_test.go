@@ -28,3 +28,7 @@ func SetSettleDelay(r *Relay, d time.Duration) { r.settleDelay = d }
 // SetIdle sets the idle flag as the relay does when it starts or stops
 // waiting for a NOTIFY.
 func SetIdle(ctx context.Context, r *Relay, idle bool) error { return r.setIdle(ctx, idle) }
+
+// SetLingerFor changes how long a relay that found events keeps looking for
+// more before it goes idle (set it before Start).
+func SetLingerFor(r *Relay, d time.Duration) { r.lingerFor = d }

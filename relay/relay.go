@@ -35,11 +35,15 @@
 // on Wake, and every PollInterval as a safety net. Writers only NOTIFY while
 // the sequence hookrelay.relay_idle is 1 (a deferred trigger reads the flag
 // at commit; a sequence is read outside the writer's snapshot, so REPEATABLE
-// READ and SERIALIZABLE writers see the latest value too), because a NOTIFY takes a cluster-wide lock at commit that costs
-// writers most of their throughput under load. The relay sets idle=false when
-// woken, before draining, and when a pass finds nothing it sets idle=true and
-// reads once more (an event that committed while the flag was false sent no
-// NOTIFY) before it waits.
+// READ and SERIALIZABLE writers see the latest value too), because a NOTIFY
+// takes a cluster-wide lock at commit that costs writers most of their
+// throughput under load. The relay sets idle=false when woken, before
+// draining. Once drained, a relay that found events in the last second
+// lingers: it looks for new ones every millisecond with one cheap query
+// (peekSQL) and keeps the flag off, so that a steady flow of events never
+// makes writers NOTIFY and never waits for a wake-up round. After a second
+// without events it sets idle=true and reads once more (an event that
+// committed while the flag was false sent no NOTIFY) before it waits.
 //
 // One race remains: a writer whose deferred trigger read idle=false just
 // before the flag flipped to true, and whose commit becomes visible only after
@@ -86,9 +90,13 @@ const (
 const (
 	// lagEvery bounds how often the lag gauge is refreshed.
 	lagEvery = 5 * time.Second
-	// defaultSettleDelay is how long after going idle the relay claims once
+	// defaultSettleDelay is how long after going idle the relay reads once
 	// more, for a writer whose commit was in flight while the flag flipped.
 	defaultSettleDelay = 50 * time.Millisecond
+	// defaultLingerFor is how long a relay that found events keeps looking
+	// for more every lingerPoll before it goes idle and asks for NOTIFYs.
+	defaultLingerFor = time.Second
+	lingerPoll       = time.Millisecond
 )
 
 // Relay publishes committed outbox events to the stream. It is a
@@ -116,6 +124,7 @@ type Relay struct {
 
 	lagAt       time.Time     // last lag refresh; only touched by the relay loop
 	settleDelay time.Duration // see run
+	lingerFor   time.Duration // see linger
 
 	// afterPublish, when set (tests only), runs after the XADD and before
 	// the rows are marked published; an error aborts the batch there.
@@ -151,6 +160,7 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, reg promethe
 		wake:        make(chan struct{}, 1),
 		stopCh:      make(chan struct{}),
 		settleDelay: defaultSettleDelay,
+		lingerFor:   defaultLingerFor,
 	}
 }
 
@@ -288,13 +298,22 @@ func (r *Relay) pass(ctx context.Context) error {
 		if err := r.setIdle(ctx, false); err != nil {
 			return err
 		}
+		var busyAt time.Time // when a batch last found events
 		for !r.stopping() {
 			n, err := r.batch(ctx)
 			if err != nil {
 				return err
 			}
 			r.refreshLag(ctx)
-			if n == 0 {
+			if n > 0 {
+				busyAt = time.Now()
+				continue
+			}
+			more, err := r.linger(ctx, busyAt)
+			if err != nil {
+				return err
+			}
+			if !more {
 				break
 			}
 		}
@@ -317,6 +336,28 @@ func (r *Relay) pass(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// linger keeps a relay that found events within the last lingerFor from
+// going idle: it looks every lingerPoll (or at once when woken) for events
+// past the cursor with one cheap query, and reports whether it found some.
+// While it lingers the idle flag stays off, so writers send no NOTIFY: a
+// steady stream of events never pays for one, and each event waits at most
+// a lingerPoll for the relay instead of a wake-up and idle round.
+func (r *Relay) linger(ctx context.Context, busyAt time.Time) (bool, error) {
+	for time.Since(busyAt) < r.lingerFor {
+		if r.waitWake(lingerPoll) == stopped {
+			return false, nil
+		}
+		var more bool
+		if err := r.pool.QueryRow(ctx, peekSQL).Scan(&more); err != nil {
+			return false, fmt.Errorf("look for events past the relay cursor: %w", err)
+		}
+		if more {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 type wakeReason int

@@ -71,20 +71,30 @@ type Event struct {
 	Data any
 }
 
-const insertSQL = `INSERT INTO hookrelay.outbox (event_type, project_id, data) VALUES ($1, $2, $3) RETURNING id`
+// insertSQL names the id: Emit makes it (see Emit).
+const insertSQL = `INSERT INTO hookrelay.outbox (id, event_type, project_id, data) VALUES ($1, $2, $3, $4)`
 
 // Emit records e in the outbox through db (normally the caller's transaction)
 // and returns the event's id. Invalid events are refused with an error
 // wrapping ErrInvalidEvent that names the field, and nothing is written; data
 // larger than MaxDataBytes also wraps ErrDataTooLarge. A refusal by the
 // database aborts a caller's transaction, as any failed statement does.
+//
+// The id is a UUIDv7 (RFC 9562: a millisecond timestamp, then random bits),
+// made here rather than by the table's default, hookrelay.uuidv7(), which
+// the SQL paths use: time-ordered ids keep the outbox's primary-key inserts
+// at the right edge of the index instead of on a random page of it, and
+// making them in Go costs the database nothing.
 func Emit(ctx context.Context, db DBTX, e Event) (uuid.UUID, error) {
 	data, err := e.validate()
 	if err != nil {
 		return uuid.Nil, err
 	}
-	var id uuid.UUID
-	err = db.QueryRow(ctx, insertSQL, e.Type, e.ProjectID, data).Scan(&id)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("emit %s: make id: %w", e.Type, err)
+	}
+	_, err = db.Exec(ctx, insertSQL, id, e.Type, e.ProjectID, data)
 	if IsDataTooLarge(err) {
 		return uuid.Nil, fmt.Errorf("emit %s: %w: %w: %w", e.Type, ErrInvalidEvent, ErrDataTooLarge, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -241,47 +240,5 @@ func TestEmitRowChange_TurnsAnyTableIntoEvents(t *testing.T) {
 	if len(got) != 3 || got[0].Op != "insert" || got[1].Op != "update" || got[1].Total != 20 ||
 		got[1].Old == nil || *got[1].Old != "10" || got[2].Op != "delete" || got[2].Total != 20 {
 		t.Fatalf("events = %+v, want insert(10), update(10→20), delete(20)", got)
-	}
-}
-
-// The wake-up NOTIFY is sent only while a relay has declared itself idle, so
-// that writers under sustained load do not pay for it.
-func TestEmit_NotifiesOnlyWhileTheRelayIsIdle(t *testing.T) {
-	t.Parallel()
-	db := testdb.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	listener, err := pgx.Connect(ctx, db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Close(ctx)
-	if _, err := listener.Exec(ctx, "LISTEN hookrelay_outbox"); err != nil {
-		t.Fatal(err)
-	}
-	emitOn := func(idle bool) uint32 {
-		conn, err := pgx.Connect(ctx, db.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "SELECT setval('hookrelay.relay_idle', $1::boolean::int)", idle); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := outbox.Emit(ctx, conn, outbox.Event{Type: "x", ProjectID: uuid.New(), Data: map[string]int{}}); err != nil {
-			t.Fatal(err)
-		}
-		return conn.PgConn().PID()
-	}
-	busyPID := emitOn(false)
-	idlePID := emitOn(true)
-	// Notifications arrive in commit order: had the busy emission notified,
-	// its notification would come first.
-	n, err := listener.WaitForNotification(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.PID != idlePID {
-		t.Fatalf("first notification from backend %d, want %d (the idle-time emission); busy emission was %d", n.PID, idlePID, busyPID)
 	}
 }

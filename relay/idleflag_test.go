@@ -27,6 +27,40 @@ func (e *env) listen(ctx context.Context) *pgx.Conn {
 	return conn
 }
 
+// emitWithWake emits one event in a transaction of its own connection that
+// sets hookrelay.wake to wake before the insert, or after it if after is set,
+// and returns the backend's pid.
+func (e *env) emitWithWake(ctx context.Context, wake string, after bool) uint32 {
+	e.t.Helper()
+	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		set := func() error {
+			_, err := tx.Exec(ctx, "SELECT set_config('hookrelay.wake', $1, true)", wake)
+			return err
+		}
+		if !after {
+			if err := set(); err != nil {
+				return err
+			}
+		}
+		if _, err := outbox.Emit(ctx, tx, outbox.Event{Type: "x", ProjectID: uuid.New(), Data: map[string]int{}}); err != nil {
+			return err
+		}
+		if after {
+			return set()
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return conn.PgConn().PID()
+}
+
 // TestRelay_SnapshotOlderThanIdleFlagStillNotifies: a REPEATABLE READ (or
 // SERIALIZABLE) writer whose snapshot predates the relay going idle must
 // still see the flag as it is at commit, or its event waits a poll interval.
@@ -72,49 +106,38 @@ func TestRelay_SnapshotOlderThanIdleFlagStillNotifies(t *testing.T) {
 
 // TestRelay_WakeOffSendsNoNotify: a transaction that sets hookrelay.wake =
 // 'off' (as a two-phase transaction must: NOTIFY cannot be prepared) sends no
-// NOTIFY while the relay is idle. PREPARE TRANSACTION itself is not run here:
-// the test server has max_prepared_transactions = 0.
+// NOTIFY while the relay is idle, whether it sets it before or after its
+// insert: the trigger's WHEN (evaluated at the INSERT) queues the wake-up,
+// and the function reads the opt-out at commit. PREPARE TRANSACTION itself is
+// not run here: the test server has max_prepared_transactions = 0.
 func TestRelay_WakeOffSendsNoNotify(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 4)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, _ := e.relay(time.Hour, 100, false)
-	if err := relay.SetIdle(ctx, r, true); err != nil {
-		t.Fatal(err)
-	}
-	listener := e.listen(ctx)
-	emitOn := func(wake string) uint32 {
-		conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT set_config('hookrelay.wake', $1, true)", wake); err != nil {
-				return err
+	for name, after := range map[string]bool{"set before the insert": false, "set after the insert": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r, _ := e.relay(time.Hour, 100, false)
+			if err := relay.SetIdle(ctx, r, true); err != nil {
+				t.Fatal(err)
 			}
-			_, err := outbox.Emit(ctx, tx, outbox.Event{Type: "x", ProjectID: uuid.New(), Data: map[string]int{}})
-			return err
+			listener := e.listen(ctx)
+			offPID := e.emitWithWake(ctx, "off", after)
+			onPID := e.emitWithWake(ctx, "on", after)
+			// Notifications arrive in commit order: had the opted-out emission
+			// notified, its notification would come first.
+			n, err := listener.WaitForNotification(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.PID != onPID {
+				t.Fatalf("first notification from backend %d, want %d; the opted-out emission was %d", n.PID, onPID, offPID)
+			}
+			if e.unpublished() != 2 {
+				t.Fatalf("unpublished events = %d, want both (the opted-out one waits for the poll)", e.unpublished())
+			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return conn.PgConn().PID()
-	}
-	offPID := emitOn("off")
-	onPID := emitOn("on")
-	// Notifications arrive in commit order: had the opted-out emission
-	// notified, its notification would come first.
-	n, err := listener.WaitForNotification(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.PID != onPID {
-		t.Fatalf("first notification from backend %d, want %d; the opted-out emission was %d", n.PID, onPID, offPID)
-	}
-	if e.unpublished() != 2 {
-		t.Fatalf("unpublished events = %d, want both (the opted-out one waits for the poll)", e.unpublished())
 	}
 }
 

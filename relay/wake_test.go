@@ -200,6 +200,68 @@ func TestRelay_WriterWhoseCommitStraddlesTheFlipIsFoundBySettleClaim(t *testing.
 	testwait.For(t, 5*time.Second, "the straddling event on the stream", func() bool { return e.eventsOnStream()[id] })
 }
 
+// TestRelay_TransactionOpenAcrossTheFlipIsPublishedByThePoll stages the race
+// that migration 00010 widens: the wake-up trigger's WHEN is evaluated at the
+// INSERT, so a writer that inserted while the relay was busy queues no
+// NOTIFY, and if it commits after the relay went idle and made its settle
+// claim, only the poll finds its event. It must, within a poll interval.
+func TestRelay_TransactionOpenAcrossTheFlipIsPublishedByThePoll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	const poll = time.Second
+	r, _ := e.relay(poll, 100, false)
+	relay.SetSettleDelay(r, 20*time.Millisecond)
+	var (
+		tx        pgx.Tx
+		id        uuid.UUID
+		calls     int
+		committed = make(chan error, 1)
+		at        time.Time
+	)
+	relay.SetBeforeIdle(r, func() {
+		if calls++; calls != 2 { // the second pass: after the LISTEN catch-up
+			return
+		}
+		var err error
+		if tx, err = e.pool.Begin(ctx); err == nil { // inserted while idle = 0
+			id, err = outbox.Emit(ctx, tx, outbox.Event{Type: "config.deployed", ProjectID: e.project, Data: map[string]any{}})
+		}
+		if err != nil {
+			committed <- err
+		}
+	})
+	relay.SetOnWait(r, func() {
+		if tx == nil {
+			return
+		}
+		open := tx
+		tx = nil
+		go func() { // commit well after the settle claim
+			time.Sleep(200 * time.Millisecond)
+			at = time.Now()
+			committed <- open.Commit(ctx)
+		}()
+	})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 5*time.Second, "the event of the transaction open across the flip on the stream",
+		func() bool { return e.eventsOnStream()[id] })
+	if waited := time.Since(at); waited > poll+500*time.Millisecond {
+		t.Fatalf("published %s after its commit, want within the poll interval %s", waited, poll)
+	}
+}
+
 // TestRelay_LostListenConnectionReconnectsAndCatchesUp kills the relay's
 // LISTEN session: an event committed while it is gone sends a NOTIFY no one
 // hears, the poll is an hour away, so only the catch-up after re-LISTEN can

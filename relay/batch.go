@@ -108,8 +108,9 @@ FROM pg_current_snapshot() AS s`
 	// which makes draining a large backlog quadratic.
 	planSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
-	// setIdleSQL sets the idle flag, a sequence that the wake-up trigger reads
-	// whatever the writer's snapshot; setval is not transactional.
+	// setIdleSQL sets the idle flag, a sequence that the wake-up trigger's
+	// WHEN clause (at insert) and function (at commit) read whatever the
+	// writer's snapshot; setval is not transactional.
 	setIdleSQL = `SELECT setval('hookrelay.relay_idle', $1::boolean::int)
 FROM hookrelay.relay_idle WHERE last_value <> $1::boolean::int`
 

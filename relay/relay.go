@@ -33,9 +33,11 @@
 // The relay wakes on a NOTIFY on channel hookrelay_outbox (a dedicated LISTEN
 // connection that reconnects with backoff and catches up after every LISTEN),
 // on Wake, and every PollInterval as a safety net. Writers only NOTIFY while
-// the sequence hookrelay.relay_idle is 1 (a deferred trigger reads the flag
-// at commit; a sequence is read outside the writer's snapshot, so REPEATABLE
-// READ and SERIALIZABLE writers see the latest value too), because a NOTIFY
+// the sequence hookrelay.relay_idle is 1 (the wake-up trigger is queued only
+// if the flag is 1 when the row is inserted — its WHEN clause, so a writer
+// pays nothing while the relay is busy — and its deferred function reads the
+// flag again at commit; a sequence is read outside the writer's snapshot, so
+// REPEATABLE READ and SERIALIZABLE writers see the latest value too), because a NOTIFY
 // takes a cluster-wide lock at commit that costs writers most of their
 // throughput under load. The relay sets idle=false when woken, before
 // draining. Once drained, a relay that found events in the last second
@@ -45,12 +47,12 @@
 // without events it sets idle=true and reads once more (an event that
 // committed while the flag was false sent no NOTIFY) before it waits.
 //
-// One race remains: a writer whose deferred trigger read idle=false just
-// before the flag flipped to true, and whose commit becomes visible only after
-// that last read (its commit record was still being flushed, say), sent no
-// NOTIFY and was not read. It waits at most one PollInterval. In practice
-// far less: 50 ms after going idle the relay reads once more (without
-// touching the flag), which finds any such commit that took less than that.
+// One race remains: a transaction that inserted its event while the flag was
+// 0 and commits after the flip to 1 and after that last read sends no NOTIFY
+// and was not read. It waits at most one PollInterval; 50 ms after going idle
+// the relay reads once more (without touching the flag), which finds any such
+// commit that came within that time. The linger makes the case rarer: the
+// flag only flips after a second without events.
 package relay
 
 import (

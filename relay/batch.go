@@ -68,6 +68,10 @@ WHERE id = 1`
          SELECT * FROM hookrelay.outbox
          WHERE xid = p.xid::text::xid8 AND seq > p.seq
          ORDER BY seq) o
+     -- No ORDER BY here: a sort would read every pending row each batch.
+     -- The rows come per pending xid in array order (a nested loop over
+     -- unnest: the inner ORDER BY keeps the subquery from being flattened)
+     -- and by seq within one, so the LIMIT keeps a prefix of each.
      LIMIT $5)
 ), upserted AS (
     INSERT INTO hookrelay.deliveries
@@ -175,6 +179,9 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 
 	read, deliveries, created, err := r.fanOut(ctx, cur)
 	if err != nil {
+		return 0, err
+	}
+	if err := cur.check(read.snap); err != nil {
 		return 0, err
 	}
 	next := cur.advance(read)

@@ -2,6 +2,8 @@ package relay
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -82,6 +84,41 @@ func (c cursor) advance(r readResult) cursor {
 	slices.SortFunc(next.pending, func(a, b pendingTx) int { return cmp.Compare(a.xid, b.xid) })
 	return next
 }
+
+// ErrCursorAhead is returned by a batch when the relay's cursor names
+// transactions this cluster has not started yet: the database was restored
+// from a logical dump (or moved by logical replication) into a cluster whose
+// transaction ids are lower. Every new event would sit below the cursor and
+// be skipped, so the relay stops publishing and says so instead; the README
+// ("Restoring from a dump") gives the statement that re-bases the cursor.
+var ErrCursorAhead = errors.New("relay: the outbox cursor is ahead of this cluster's transaction ids " +
+	"(restored from a logical dump?); re-base it as the README's \"Restoring from a dump\" says")
+
+// check refuses a cursor that is ahead of the snapshot s: xids at or past
+// its xmax have not been assigned yet in this cluster.
+func (c cursor) check(s snapshot) error {
+	if c.xid >= s.xmax {
+		return fmt.Errorf("%w: cursor at xid %d, next xid %d", ErrCursorAhead, c.xid, s.xmax)
+	}
+	for _, p := range c.pending {
+		if p.xid >= s.xmax {
+			return fmt.Errorf("%w: pending xid %d, next xid %d", ErrCursorAhead, p.xid, s.xmax)
+		}
+	}
+	return nil
+}
+
+// RebaseCursorSQL re-bases the cursor on this cluster's transaction ids after
+// a logical restore (ErrCursorAhead), keeping what was published and what was
+// not: rows the old cursor had not covered go above the new one, the others
+// below. Run it before writers start on the restored database: an event
+// written before it, with this cluster's ids, would count as published.
+const RebaseCursorSQL = `BEGIN;
+UPDATE hookrelay.outbox SET xid = CASE
+    WHEN id IN (SELECT id FROM hookrelay.outbox_unpublished) THEN '1'::xid8 ELSE '0'::xid8 END;
+UPDATE hookrelay.relay_cursor SET xid = '0', seq = (SELECT coalesce(max(seq), 0) FROM hookrelay.outbox),
+    pending_xids = '{}', pending_seqs = '{}', updated_at = now();
+COMMIT;`
 
 // equal reports whether c and d are the same position.
 func (c cursor) equal(d cursor) bool {

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -76,5 +77,18 @@ func TestSnapshotFinished(t *testing.T) {
 		if got := s.finished(x); got != want {
 			t.Errorf("finished(%d) = %t, want %t", x, got, want)
 		}
+	}
+}
+
+func TestCursorCheck_RefusesACursorAheadOfTheCluster(t *testing.T) {
+	t.Parallel()
+	s := snapshot{xmin: 800, xmax: 827}
+	for _, c := range []cursor{{xid: 3745, seq: 9}, {xid: 20, pending: []pendingTx{{xid: 900}}}} {
+		if err := c.check(s); !errors.Is(err, ErrCursorAhead) {
+			t.Errorf("check(%+v) = %v, want ErrCursorAhead", c, err)
+		}
+	}
+	if err := (cursor{xid: 826, pending: []pendingTx{{xid: 800}}}).check(s); err != nil {
+		t.Errorf("a cursor behind the snapshot refused: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -350,5 +352,55 @@ func TestRelay_StopDuringLoadFinishesTheBatchInHand(t *testing.T) {
 	}
 	if missing != 0 {
 		t.Fatalf("%d deliveries of published events are not on the stream", missing)
+	}
+}
+
+// TestRelay_CursorAheadOfTheClusterRefusesAndIsRebased stands for a logical
+// restore into a cluster with lower transaction ids: the cursor names an xid
+// the cluster has not reached, so every new event would sit below it. The
+// relay refuses instead of skipping them, and the README's re-base statement
+// brings back the events the cursor had not covered, and only those.
+func TestRelay_CursorAheadOfTheClusterRefusesAndIsRebased(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	e.addWebhook(webhook{eventTypes: []string{"*"}})
+	ctx := context.Background()
+	r, _ := e.relay(time.Hour, 100, false)
+	e.emit("config.deployed", map[string]any{"old": true}) // published before the "restore"
+	if _, err := r.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The restored cursor is far ahead, and one old event is not yet covered.
+	if _, err := e.pool.Exec(ctx, `UPDATE hookrelay.relay_cursor
+		SET xid = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8, seq = 0`); err != nil {
+		t.Fatal(err)
+	}
+	var pending uuid.UUID
+	if err := e.pool.QueryRow(ctx, `INSERT INTO hookrelay.outbox (event_type, project_id, data, xid)
+		SELECT 'config.deployed', $1, '{}', (xid::text::bigint + 1)::text::xid8 FROM hookrelay.relay_cursor
+		RETURNING id`, e.project).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Drain(ctx); !errors.Is(err, relay.ErrCursorAhead) {
+		t.Fatalf("Drain with the cursor ahead of the cluster: %v, want ErrCursorAhead", err)
+	}
+
+	if _, err := e.pool.Exec(ctx, relay.RebaseCursorSQL); err != nil {
+		t.Fatal(err)
+	}
+	fresh := e.emit("config.deployed", map[string]any{"old": false})
+	if n, err := r.Drain(ctx); err != nil || n != 2 {
+		t.Fatalf("Drain after the re-base = %d, %v; want the uncovered and the new event", n, err)
+	}
+	on := e.eventsOnStream()
+	if !on[pending] || !on[fresh] {
+		t.Fatalf("on the stream: uncovered %t, new %t; want both", on[pending], on[fresh])
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), relay.RebaseCursorSQL) {
+		t.Fatal("the README's re-base statement differs from relay.RebaseCursorSQL")
 	}
 }

@@ -241,7 +241,9 @@ func randomHex(n int) string {
 // PublishOutboxSQL moves the relay's cursor past every outbox row committed
 // before the statement, as a relay that has read them would, for tests that
 // need published events without running a relay. Rows written in the same
-// transaction stay unpublished: run it on its own.
+// transaction stay unpublished: run it on its own, and never beside writers
+// still in flight (it clears the pending list, so their rows would count as
+// published).
 const PublishOutboxSQL = `UPDATE hookrelay.relay_cursor
 SET xid = pg_current_xact_id(), seq = 0, pending_xids = '{}', pending_seqs = '{}'`
 

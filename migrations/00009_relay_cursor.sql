@@ -20,8 +20,10 @@
 -- that commits late is never skipped. Nothing about the row itself changes
 -- after it is written: the outbox is insert-only.
 --
--- hookrelay.outbox_unpublished lists what the cursor has not covered yet;
--- audit SQL and the reconciler read it.
+-- One relay leads (a session-level advisory lock) and stores its position in
+-- the transaction of its next fan-out through move_relay_cursor, fenced by
+-- version. hookrelay.outbox_unpublished lists what the stored cursor has not
+-- covered yet; audit SQL and the reconciler read it.
 
 -- +goose Up
 ALTER TABLE hookrelay.outbox ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
@@ -35,11 +37,39 @@ CREATE TABLE hookrelay.relay_cursor (
     seq          bigint NOT NULL,
     pending_xids xid8[] NOT NULL DEFAULT '{}',
     pending_seqs bigint[] NOT NULL DEFAULT '{}',
+    -- Bumped by every move: a relay moves the cursor only from the version
+    -- it last read or wrote, so one that lost the lead cannot move it back.
+    version      bigint NOT NULL DEFAULT 0,
     updated_at   timestamptz NOT NULL DEFAULT now(),
     CHECK (cardinality(pending_xids) = cardinality(pending_seqs))
 );
 INSERT INTO hookrelay.relay_cursor (id, xid, seq)
 SELECT 1, '0', coalesce(max(seq), 0) FROM hookrelay.outbox;
+
+-- +goose StatementBegin
+-- move_relay_cursor stores a relay's position if the cursor is still at the
+-- version the relay knows, and returns the new version; otherwise another
+-- relay has moved it, and it fails with SQLSTATE HR001 (its transaction,
+-- which holds the relay's next fan-out, is rolled back with it).
+CREATE FUNCTION hookrelay.move_relay_cursor(from_version bigint, to_xid xid8, to_seq bigint,
+                                            to_pending_xids xid8[], to_pending_seqs bigint[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    UPDATE hookrelay.relay_cursor
+    SET xid = to_xid, seq = to_seq, pending_xids = to_pending_xids, pending_seqs = to_pending_seqs,
+        version = version + 1, updated_at = now()
+    WHERE id = 1 AND version = from_version
+    RETURNING version INTO moved;
+    IF moved IS NULL THEN
+        RAISE EXCEPTION 'hookrelay: the relay cursor is no longer at version %: another relay moved it', from_version
+            USING ERRCODE = 'HR001';
+    END IF;
+    RETURN moved;
+END
+$$;
+-- +goose StatementEnd
 
 CREATE INDEX outbox_xid_idx ON hookrelay.outbox (xid, seq);
 DROP INDEX hookrelay.outbox_unpublished_idx;
@@ -60,6 +90,7 @@ CROSS JOIN LATERAL (
 
 -- +goose Down
 DROP VIEW hookrelay.outbox_unpublished;
+DROP FUNCTION hookrelay.move_relay_cursor(bigint, xid8, bigint, xid8[], bigint[]);
 ALTER TABLE hookrelay.outbox ADD COLUMN published_at timestamptz;
 UPDATE hookrelay.outbox o SET published_at = now()
 FROM hookrelay.relay_cursor c

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hookrelay/hookrelay/internal/stream"
 )
@@ -15,19 +14,16 @@ import (
 // The relay's SQL, in one place. xid8 values cross the wire as bigint (via
 // text: xid8 has no cast to bigint, and its values fit in one).
 const (
-	// lockSQL makes relays take turns: one reads and publishes a batch at a
-	// time, the others wait for it. The lock is the transaction's, so a relay
-	// that dies lets go of it with its connection.
-	lockSQL = `SELECT pg_advisory_xact_lock(6874689246315770227)`
-
-	// cursorSQL reads the cursor. It runs after lockSQL, in a statement of
-	// its own, so that its snapshot includes the previous holder's update.
-	cursorSQL = `SELECT xid::text::bigint, seq, pending_xids::text[]::bigint[], pending_seqs
+	// cursorSQL reads the stored cursor. A new leader runs it after taking
+	// the lock, in a statement of its own, so that its snapshot includes the
+	// previous leader's last move.
+	cursorSQL = `SELECT xid::text::bigint, seq, pending_xids::text[]::bigint[], pending_seqs, version
 FROM hookrelay.relay_cursor WHERE id = 1`
 
-	updateCursorSQL = `UPDATE hookrelay.relay_cursor
-SET xid = $1::bigint::text::xid8, seq = $2, pending_xids = $3::bigint[]::text[]::xid8[], pending_seqs = $4, updated_at = now()
-WHERE id = 1`
+	// moveCursorSQL stores a position from the version the relay knows ($1)
+	// and returns the new version; SQLSTATE HR001 if another relay moved it.
+	moveCursorSQL = `SELECT hookrelay.move_relay_cursor($1, $2::bigint::text::xid8, $3,
+    $4::bigint[]::text[]::xid8[], $5::bigint[])`
 
 	// fanOutSQL reads the next events — committed rows above the cursor
 	// ($1, $2) and rows of the pending transactions ($3) above their seq
@@ -103,8 +99,6 @@ SELECT 3, NULL, NULL, pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::te
        ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x)
 FROM pg_current_snapshot() AS s`
 
-	asyncCommitSQL = `SET LOCAL synchronous_commit = off`
-
 	// planSQL pins the relay's statements to index scans, for the
 	// transaction it runs in only. Right after a burst the statistics are
 	// stale (the tables look empty), and the planner otherwise bitmap-scans
@@ -128,103 +122,49 @@ FROM hookrelay.relay_idle WHERE last_value <> $1::boolean::int`
 )
 
 // batch reads up to BatchSize events past the cursor and publishes them; it
-// returns how many events it published (0: there were none).
+// returns how many events it published (0: there were none, or another relay
+// leads).
 //
-// Round trips: BEGIN+lock+cursor (one pipelined batch) on connection A, the
-// read and fan-out in its own transaction on connection B (one pipelined
-// batch), one pipelined XADD, UPDATE+COMMIT (one pipelined batch) on A.
+// Round trips: one pipelined transaction (store the position the previous
+// batch published up to, read and fan out the next events, commit), and one
+// pipelined XADD.
 func (r *Relay) batch(ctx context.Context) (int, error) {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read outbox: acquire connection: %w", err)
-	}
-	defer conn.Release()
-	inTx := false
-	defer func() {
-		if inTx {
-			// A failed batch must not hand the pool a connection inside a
-			// transaction (pgxpool would close it anyway). The cursor stays
-			// where it was: the events are read again.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_, _ = conn.Exec(rctx, "ROLLBACK")
-		}
-	}()
-
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(lockSQL)
-	b.Queue(cursorSQL)
-	br := conn.SendBatch(ctx, b)
-	inTx = true
-	var cur cursor
-	for range 2 {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		var xids, seqs []int64
-		err = br.QueryRow().Scan(&cur.xid, &cur.seq, &xids, &seqs)
-		for i := range xids {
-			cur.pending = append(cur.pending, pendingTx{xid: xids[i], seq: seqs[i]})
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read relay cursor: %w", err)
-	}
-
-	read, deliveries, created, err := r.fanOut(ctx, cur)
-	if err != nil {
+	r.batchMu.Lock()
+	defer r.batchMu.Unlock()
+	if ok, err := r.ensureLead(ctx); !ok || err != nil {
 		return 0, err
 	}
+	cur := r.lead.cur
+	read, deliveries, created, err := r.fanOut(ctx, cur)
+	if err != nil {
+		// Standing by lets another relay take over after a failure, and makes
+		// this one read the stored cursor again when it leads next.
+		r.resign()
+		if isCursorMoved(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	r.lead.stored = true
 	if err := cur.check(read.snap); err != nil {
+		r.resign()
 		return 0, err
 	}
 	next := cur.advance(read)
 	if len(read.rows) == 0 && next.equal(cur) {
-		return 0, nil // the deferred ROLLBACK lets go of the lock
+		return 0, nil
 	}
 	if err := stream.Publish(ctx, r.rdb, r.cfg.Stream, deliveries); err != nil {
+		r.resign()
 		return 0, fmt.Errorf("relay batch of %d events: %w", len(read.rows), err)
 	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(ctx); err != nil {
+			r.resign()
 			return 0, fmt.Errorf("relay batch of %d events: after publish: %w", len(read.rows), err)
 		}
 	}
-
-	xids, seqs := next.pendingArrays()
-	b = &pgx.Batch{}
-	// The cursor's commit need not wait for its WAL flush: if a crash loses
-	// it, the batch is read again and its deliveries, already durable, are
-	// published again (the duplicates a crash before the commit makes too).
-	b.Queue(asyncCommitSQL)
-	b.Queue(updateCursorSQL, next.xid, next.seq, xids, seqs)
-	b.Queue("COMMIT")
-	br = conn.SendBatch(ctx, b)
-	var tag pgconn.CommandTag
-	for range 2 {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, fmt.Errorf("move relay cursor past %d events: %w", len(read.rows), err)
-	}
-	inTx = false
-	if tag.String() != "COMMIT" {
-		return 0, fmt.Errorf("move relay cursor past %d events: commit answered %q", len(read.rows), tag.String())
-	}
+	r.lead.cur, r.lead.stored = next, false
 
 	r.m.RelayBatches.Inc()
 	r.m.EventsRelayed.Add(float64(len(read.rows)))
@@ -232,15 +172,16 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	return len(read.rows), nil
 }
 
-// fanOut reads the events past cur and creates their deliveries on a second
-// connection, in its own transaction (committed when it returns, in one
-// pipelined round trip). It returns what it read, the delivery ids to
-// publish and how many of them it created.
+// fanOut stores cur as the cursor (the previous batch is published up to it),
+// reads the events past it and creates their deliveries, in one transaction
+// committed when it returns (one pipelined round trip). It returns what it
+// read, the delivery ids to publish and how many of them it created.
 func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created int, err error) {
 	xids, seqs := cur.pendingArrays()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
+	b.Queue(moveCursorSQL, r.lead.version, cur.xid, cur.seq, xids, seqs)
 	b.Queue(fanOutSQL, cur.xid, cur.seq, xids, seqs, r.cfg.BatchSize, r.cfg.MaxAttempts)
 	b.Queue("COMMIT")
 	br := r.pool.SendBatch(ctx, b) // a failed transaction's connection is discarded on Close
@@ -253,6 +194,9 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 		if _, err := br.Exec(); err != nil {
 			return read, nil, 0, fmt.Errorf("fan out: begin: %w", err)
 		}
+	}
+	if err := br.QueryRow().Scan(&r.lead.version); err != nil {
+		return read, nil, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
 	}
 	rows, err := br.Query()
 	if err != nil {

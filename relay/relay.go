@@ -5,23 +5,27 @@
 // relay keeps one cursor in hookrelay.relay_cursor: the (xid, seq) position
 // at or below which every row is published, plus the transactions that were
 // still running below that position when it last read ("pending": they may
-// still commit rows there). For each batch it
+// still commit rows there). One relay leads (see lead.go: a session-level
+// advisory lock; the others stand by and take over when it goes) and keeps
+// the cursor in memory. For each batch it
 //
-//  1. takes the relays' advisory lock (relays take turns; a dead one lets go
-//     with its connection) and reads the cursor;
-//  2. on a second connection, in one statement, reads the committed rows
-//     above the cursor and of the pending transactions, creates one delivery
-//     row per active, matching webhook (idempotent: deliveries are unique per
-//     event × webhook), takes the statement's snapshot, and commits;
-//  3. XADDs every pending delivery id of those events to the stream in one
+//  1. in one transaction (one pipelined round trip), stores the position the
+//     previous batch was published up to (move_relay_cursor, fenced by a
+//     version so that a relay that lost the lead cannot move it), reads the
+//     committed rows above it and of the pending transactions, creates one
+//     delivery row per active, matching webhook (idempotent: deliveries are
+//     unique per event × webhook), takes the statement's snapshot, and
+//     commits;
+//  2. XADDs every pending delivery id of those events to the stream in one
 //     pipelined round trip;
-//  4. only after Redis accepted them all, moves the cursor past the rows it
-//     read, drops pending transactions that have ended and whose rows it has
-//     read, adds the snapshot's running transactions below the new position
-//     as pending, and commits.
+//  3. only after Redis accepted them all, moves its in-memory cursor past
+//     the rows it read, drops pending transactions that have ended and whose
+//     rows it has read, and adds the snapshot's running transactions below
+//     the new position as pending. The next batch stores it, or the relay
+//     does when it goes idle or stops.
 //
-// A crash anywhere leaves the cursor where it was: the events are read
-// again, the fan-out finds the deliveries already there, and their ids are
+// A crash anywhere leaves the stored cursor at most one batch behind: the
+// events are read again, the fan-out finds the deliveries already there, and their ids are
 // published again (a duplicate stream entry, which workers tolerate). Because
 // the fan-out commits before the XADD, a worker never reads a delivery id
 // whose row it cannot see. A transaction that commits late is never skipped,
@@ -61,6 +65,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -113,6 +118,9 @@ type Relay struct {
 	log  *slog.Logger
 
 	wake chan struct{}
+
+	batchMu sync.Mutex // one batch at a time: the loop's and Drain's
+	lead    lead       // guarded by batchMu
 
 	life       service.Base  // Start/Stop state; not exported, so callers cannot Exit it
 	stopCh     chan struct{} // closed by Stop: finish the batch in hand
@@ -237,9 +245,31 @@ func (r *Relay) Drain(ctx context.Context) (events int, err error) {
 	for {
 		n, err := r.batch(ctx)
 		events += n
-		if err != nil || n == 0 {
+		if err != nil {
 			return events, err
 		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := r.storeCursor(ctx); err != nil {
+		return events, err
+	}
+	if !r.running() {
+		r.batchMu.Lock()
+		r.resign() // an unstarted relay does not keep the lead after draining
+		r.batchMu.Unlock()
+	}
+	return events, nil
+}
+
+// running reports whether the relay loop runs.
+func (r *Relay) running() bool {
+	select {
+	case <-r.life.Started():
+		return !r.stopping()
+	default:
+		return false
 	}
 }
 
@@ -296,6 +326,11 @@ func (r *Relay) run(ctx context.Context) {
 // idle=false, then set idle=true and read once more; only an empty last
 // read ends the pass.
 func (r *Relay) pass(ctx context.Context) error {
+	// A relay standing by leaves the idle flag alone: the leader's protocol
+	// decides when writers NOTIFY.
+	if ok, err := r.leads(ctx); !ok || err != nil {
+		return err
+	}
 	for {
 		if err := r.setIdle(ctx, false); err != nil {
 			return err
@@ -324,6 +359,9 @@ func (r *Relay) pass(ctx context.Context) error {
 		}
 		if r.beforeIdle != nil {
 			r.beforeIdle()
+		}
+		if err := r.storeCursor(ctx); err != nil {
+			return err
 		}
 		if err := r.setIdle(ctx, true); err != nil {
 			return err
@@ -387,11 +425,22 @@ func (r *Relay) waitWake(d time.Duration) wakeReason {
 // markIdleOnExit leaves the flag at idle=true so that writers wake the relays
 // still running (or the next one to start, which catches up anyway).
 func (r *Relay) markIdleOnExit(ctx context.Context) {
-	if ctx.Err() != nil {
-		return
+	defer func() {
+		r.batchMu.Lock()
+		r.resign()
+		r.batchMu.Unlock()
+	}()
+	r.batchMu.Lock()
+	leading := r.lead.held
+	r.batchMu.Unlock()
+	if ctx.Err() != nil || !leading {
+		return // a relay standing by leaves the flag to the leader
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if err := r.storeCursor(ctx); err != nil {
+		r.log.Warn("relay: could not store its cursor on exit (the next leader reads the last batch again)", "err", err)
+	}
 	if err := r.setIdle(ctx, true); err != nil {
 		r.log.Warn("relay: could not mark itself idle on exit", "err", err)
 	}

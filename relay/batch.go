@@ -150,8 +150,9 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	cur := r.lead.cur
 	read, deliveries, created, err := r.fanOut(ctx, cur)
 	if err != nil {
-		// Standing by lets another relay take over after a failure, and makes
-		// this one read the stored cursor again when it leads next.
+		// After a failed transaction the session may be gone (and the lock
+		// with it): stand by, and read the stored cursor again when leading
+		// next.
 		r.resign()
 		if isCursorMoved(err) {
 			return 0, nil
@@ -167,13 +168,13 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	if len(read.rows) == 0 && next.equal(cur) {
 		return 0, nil
 	}
+	// A failed XADD keeps the lead: the cursor in memory has not moved, so
+	// the next batch reads these events again (their deliveries exist).
 	if err := stream.Publish(ctx, r.rdb, r.cfg.Stream, deliveries); err != nil {
-		r.resign()
 		return 0, fmt.Errorf("relay batch of %d events: %w", len(read.rows), err)
 	}
 	if r.afterPublish != nil {
 		if err := r.afterPublish(ctx); err != nil {
-			r.resign()
 			return 0, fmt.Errorf("relay batch of %d events: after publish: %w", len(read.rows), err)
 		}
 	}
@@ -185,7 +186,8 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	return len(read.rows), nil
 }
 
-// fanOut stores cur as the cursor (the previous batch is published up to it),
+// fanOut stores cur as the cursor unless it is stored already (the previous
+// batch is published up to it),
 // reads the events past it and creates their deliveries, in one transaction
 // committed when it returns (one pipelined round trip). It returns what it
 // read, the delivery ids to publish and how many of them it created.
@@ -195,7 +197,10 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
 	b.Queue(asyncCommitSQL)
-	b.Queue(moveCursorSQL, r.lead.version, cur.xid, cur.seq, xids, seqs)
+	move := !r.lead.stored // nothing to store after an empty batch: no write at all
+	if move {
+		b.Queue(moveCursorSQL, r.lead.version, cur.xid, cur.seq, xids, seqs)
+	}
 	b.Queue(fanOutSQL, cur.xid, cur.seq, xids, seqs, r.cfg.BatchSize, r.cfg.MaxAttempts)
 	b.Queue("COMMIT")
 	br := r.pool.SendBatch(ctx, b) // a failed transaction's connection is discarded on Close
@@ -209,8 +214,10 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 			return read, nil, 0, fmt.Errorf("fan out: begin: %w", err)
 		}
 	}
-	if err := br.QueryRow().Scan(&r.lead.version); err != nil {
-		return read, nil, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
+	if move {
+		if err := br.QueryRow().Scan(&r.lead.version); err != nil {
+			return read, nil, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {

@@ -242,6 +242,13 @@ func (r *Relay) Wake() {
 // Drain reads and publishes batches until a read finds nothing past the
 // cursor, and returns how many events it published. It works whether or not the relay was started.
 func (r *Relay) Drain(ctx context.Context) (events int, err error) {
+	if !r.running() {
+		defer func() {
+			r.batchMu.Lock()
+			r.resign() // an unstarted relay does not keep the lead after draining
+			r.batchMu.Unlock()
+		}()
+	}
 	for {
 		n, err := r.batch(ctx)
 		events += n
@@ -252,15 +259,7 @@ func (r *Relay) Drain(ctx context.Context) (events int, err error) {
 			break
 		}
 	}
-	if err := r.storeCursor(ctx); err != nil {
-		return events, err
-	}
-	if !r.running() {
-		r.batchMu.Lock()
-		r.resign() // an unstarted relay does not keep the lead after draining
-		r.batchMu.Unlock()
-	}
-	return events, nil
+	return events, r.storeCursor(ctx)
 }
 
 // running reports whether the relay loop runs.
@@ -344,7 +343,11 @@ func (r *Relay) pass(ctx context.Context) error {
 			r.refreshLag(ctx)
 			if n > 0 {
 				busyAt = time.Now()
-				continue
+				if n >= r.cfg.BatchSize {
+					continue // a full batch: more is likely waiting
+				}
+				// A short batch read all there was: linger rather than
+				// spend a transaction on reading nothing.
 			}
 			more, err := r.linger(ctx, busyAt)
 			if err != nil {

@@ -151,17 +151,18 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	read, deliveries, created, err := r.fanOut(ctx, cur)
 	if err != nil {
 		// After a failed transaction the session may be gone (and the lock
-		// with it): stand by, and read the stored cursor again when leading
-		// next.
-		r.resign()
+		// with it): stand by. Another relay moved the cursor: forget this
+		// relay's position too.
 		if isCursorMoved(err) {
+			r.forget()
 			return 0, nil
 		}
+		r.resign()
 		return 0, err
 	}
 	r.lead.stored = true
 	if err := cur.check(read.snap); err != nil {
-		r.resign()
+		r.forget()
 		return 0, err
 	}
 	next := cur.advance(read)
@@ -193,6 +194,7 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 // read, the delivery ids to publish and how many of them it created.
 func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created int, err error) {
 	xids, seqs := cur.pendingArrays()
+	var moved int64 // the cursor's new version, the relay's once committed
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(planSQL)
@@ -215,7 +217,7 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 		}
 	}
 	if move {
-		if err := br.QueryRow().Scan(&r.lead.version); err != nil {
+		if err := br.QueryRow().Scan(&moved); err != nil {
 			return read, nil, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
 		}
 	}
@@ -259,6 +261,9 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 	}
 	if tag.String() != "COMMIT" {
 		return read, nil, 0, fmt.Errorf("fan out %d events: commit answered %q", len(read.rows), tag.String())
+	}
+	if move {
+		r.lead.version = moved
 	}
 	return read, ids, created, nil
 }

@@ -35,10 +35,15 @@ type lead struct {
 	cur     cursor    // the position published up to
 	version int64     // relay_cursor.version last read or stored
 	stored  bool      // cur is what relay_cursor holds
+	known   bool      // cur and version are this relay's (kept while standing by)
 }
 
 // ensureLead returns whether this relay leads, trying for the lock if it
-// does not. A new leader reads the stored cursor.
+// does not. A new leader reads the stored cursor, and carries on from its own
+// position instead if the stored one is still at the version it last knew:
+// nobody has moved the cursor since, so what it published past the stored
+// position need not be read again (a Postgres restart would otherwise send
+// the last batch's deliveries twice).
 func (r *Relay) ensureLead(ctx context.Context) (bool, error) {
 	if r.lead.held && !r.lead.conn.IsClosed() {
 		return true, nil
@@ -59,16 +64,22 @@ func (r *Relay) ensureLead(ctx context.Context) (bool, error) {
 	if !got {
 		return false, nil // another relay leads; stand by
 	}
-	var xids, seqs []int64
-	var cur cursor
-	if err := r.lead.conn.QueryRow(ctx, cursorSQL).Scan(&cur.xid, &cur.seq, &xids, &seqs, &r.lead.version); err != nil {
+	var (
+		xids, seqs []int64
+		cur        cursor
+		version    int64
+	)
+	if err := r.lead.conn.QueryRow(ctx, cursorSQL).Scan(&cur.xid, &cur.seq, &xids, &seqs, &version); err != nil {
 		r.resign()
 		return false, fmt.Errorf("relay lead: read the cursor: %w", err)
 	}
 	for i := range xids {
 		cur.pending = append(cur.pending, pendingTx{xid: xids[i], seq: seqs[i]})
 	}
-	r.lead.held, r.lead.cur, r.lead.stored = true, cur, true
+	r.lead.held = true
+	if !r.lead.known || version != r.lead.version {
+		r.lead.cur, r.lead.version, r.lead.stored, r.lead.known = cur, version, true, true
+	}
 	return true, nil
 }
 
@@ -81,15 +92,26 @@ func (r *Relay) leads(ctx context.Context) (bool, error) {
 
 // resign lets go of the lead: it closes the lock's connection, which ends
 // the session and so releases the lock even if the connection is broken.
+// The relay remembers its position, for when it leads again.
 func (r *Relay) resign() {
 	if r.lead.conn != nil {
 		closeConn(context.Background(), r.lead.conn)
 	}
+	r.lead.conn, r.lead.held = nil, false
+}
+
+// forget resigns and forgets the relay's position: the next lead starts from
+// the stored cursor.
+func (r *Relay) forget() {
+	r.resign()
 	r.lead = lead{}
 }
 
-// storeCursor stores the published position if it is ahead of the stored one
-// (when the relay goes idle or stops: otherwise the next fan-out does it).
+// storeCursor stores the published position if it is ahead of the stored one:
+// when the relay starts to linger (so that a relay taking over after a
+// Postgres restart does not read the last batch again), goes idle or stops.
+// While it reads on, the next fan-out does it. The commit does not wait for
+// its WAL flush: a lost move only means reading the batch again.
 func (r *Relay) storeCursor(ctx context.Context) error {
 	r.batchMu.Lock()
 	defer r.batchMu.Unlock()
@@ -97,12 +119,35 @@ func (r *Relay) storeCursor(ctx context.Context) error {
 		return nil
 	}
 	xids, seqs := r.lead.cur.pendingArrays()
-	err := r.pool.QueryRow(ctx, moveCursorSQL, r.lead.version, r.lead.cur.xid, r.lead.cur.seq, xids, seqs).Scan(&r.lead.version)
-	if err != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(asyncCommitSQL)
+	b.Queue(moveCursorSQL, r.lead.version, r.lead.cur.xid, r.lead.cur.seq, xids, seqs)
+	b.Queue("COMMIT")
+	br := r.pool.SendBatch(ctx, b)
+	var moved int64
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&moved)
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case isCursorMoved(err):
+		r.forget() // another relay leads now
+		return nil
+	case err != nil:
 		r.resign()
 		return fmt.Errorf("store relay cursor: %w", err)
 	}
-	r.lead.stored = true
+	r.lead.version, r.lead.stored = moved, true
 	return nil
 }
 

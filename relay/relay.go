@@ -245,7 +245,7 @@ func (r *Relay) Drain(ctx context.Context) (events int, err error) {
 	if !r.running() {
 		defer func() {
 			r.batchMu.Lock()
-			r.resign() // an unstarted relay does not keep the lead after draining
+			r.forget() // an unstarted relay does not keep the lead after draining
 			r.batchMu.Unlock()
 		}()
 	}
@@ -292,6 +292,12 @@ func (r *Relay) run(ctx context.Context) {
 	for !r.stopping() {
 		err := r.pass(ctx)
 		if err != nil {
+			// The lock's session may have ended with the failure (a Postgres
+			// restart): let go of the lead, keeping the position, and try for
+			// it again.
+			r.batchMu.Lock()
+			r.resign()
+			r.batchMu.Unlock()
 			if r.stopping() || ctx.Err() != nil {
 				return
 			}
@@ -388,6 +394,12 @@ func (r *Relay) pass(ctx context.Context) error {
 // steady stream of events never pays for one, and each event waits at most
 // a lingerPoll for the relay instead of a wake-up and idle round.
 func (r *Relay) linger(ctx context.Context, busyAt time.Time) (bool, error) {
+	if time.Since(busyAt) >= r.lingerFor {
+		return false, nil
+	}
+	if err := r.storeCursor(ctx); err != nil {
+		return false, err
+	}
 	for time.Since(busyAt) < r.lingerFor {
 		if r.waitWake(lingerPoll) == stopped {
 			return false, nil
@@ -430,7 +442,7 @@ func (r *Relay) waitWake(d time.Duration) wakeReason {
 func (r *Relay) markIdleOnExit(ctx context.Context) {
 	defer func() {
 		r.batchMu.Lock()
-		r.resign()
+		r.forget()
 		r.batchMu.Unlock()
 	}()
 	r.batchMu.Lock()

@@ -36,6 +36,7 @@ type lead struct {
 	version int64     // relay_cursor.version last read or stored
 	stored  bool      // cur is what relay_cursor holds
 	known   bool      // cur and version are this relay's (kept while standing by)
+	suspect bool      // a pass failed: check the lock's session before using it
 }
 
 // ensureLead returns whether this relay leads, trying for the lock if it
@@ -45,6 +46,12 @@ type lead struct {
 // position need not be read again (a Postgres restart would otherwise send
 // the last batch's deliveries twice).
 func (r *Relay) ensureLead(ctx context.Context) (bool, error) {
+	if r.lead.held && r.lead.suspect {
+		r.lead.suspect = false
+		if err := r.lead.conn.Ping(ctx); err != nil {
+			r.resign() // the session, and the lock with it, may be gone
+		}
+	}
 	if r.lead.held && !r.lead.conn.IsClosed() {
 		return true, nil
 	}
@@ -81,6 +88,13 @@ func (r *Relay) ensureLead(ctx context.Context) (bool, error) {
 		r.lead.cur, r.lead.version, r.lead.stored, r.lead.known = cur, version, true, true
 	}
 	return true, nil
+}
+
+// leading reports whether this relay holds the lead, without trying for it.
+func (r *Relay) leading() bool {
+	r.batchMu.Lock()
+	defer r.batchMu.Unlock()
+	return r.lead.held
 }
 
 // leads reports whether this relay leads, trying for the lead if not.

@@ -293,10 +293,9 @@ func (r *Relay) run(ctx context.Context) {
 		err := r.pass(ctx)
 		if err != nil {
 			// The lock's session may have ended with the failure (a Postgres
-			// restart): let go of the lead, keeping the position, and try for
-			// it again.
+			// restart): check it before the next batch.
 			r.batchMu.Lock()
-			r.resign()
+			r.lead.suspect = true
 			r.batchMu.Unlock()
 			if r.stopping() || ctx.Err() != nil {
 				return
@@ -307,7 +306,9 @@ func (r *Relay) run(ctx context.Context) {
 			}
 			continue
 		}
-		r.passTrack.OK()
+		if r.leading() {
+			r.passTrack.OK() // a standby's empty pass says nothing about an outage
+		}
 		if r.onWait != nil {
 			r.onWait()
 		}

@@ -142,6 +142,11 @@ func TestRelay_StreamEntriesCarryOnlyTheDeliveryID(t *testing.T) {
 	if len(msgs[0].Values) != 1 || msgs[0].Values["delivery_id"] == nil {
 		t.Fatalf("entry fields %v, want only delivery_id", msgs[0].Values)
 	}
+	// Delivery ids are time-ordered (migration 00011), so the relay's inserts
+	// land on the right edge of the primary key.
+	if id, err := uuid.Parse(msgs[0].Values["delivery_id"].(string)); err != nil || id.Version() != 7 {
+		t.Fatalf("delivery id %v (%v), want a version-7 UUID", msgs[0].Values["delivery_id"], err)
+	}
 }
 
 // TestRelay_FanOutRaceStillPublishesTheOtherRelaysDeliveries is the race of

@@ -129,9 +129,19 @@ FROM hookrelay.relay_idle WHERE last_value <> $1::boolean::int`
 	// outbox_xid_idx: a few index pages, no row locks, no writes.
 	peekSQL = `SELECT EXISTS (SELECT 1 FROM hookrelay.outbox_unpublished)`
 
-	// lagSQL reads the oldest unpublished event's age.
-	lagSQL = `SELECT coalesce(extract(epoch FROM now() - (
-    SELECT min(created_at) FROM hookrelay.outbox_unpublished)), 0)::float8`
+	// lagSQL reads the age of the oldest unpublished event: the first row
+	// past the cursor and the first of each pending transaction, a few index
+	// probes (min over hookrelay.outbox_unpublished would read the whole
+	// backlog every lagEvery while the relay drains it).
+	lagSQL = `SELECT coalesce(extract(epoch FROM now() - least(
+    (SELECT o.created_at FROM hookrelay.relay_cursor c
+     JOIN hookrelay.outbox o ON (o.xid, o.seq) > (c.xid, c.seq)
+     ORDER BY o.xid, o.seq LIMIT 1),
+    (SELECT min(o.created_at) FROM hookrelay.relay_cursor c
+     CROSS JOIN LATERAL unnest(c.pending_xids, c.pending_seqs) AS p(xid, seq)
+     CROSS JOIN LATERAL (
+         SELECT created_at FROM hookrelay.outbox
+         WHERE xid = p.xid AND seq > p.seq ORDER BY seq LIMIT 1) o))), 0)::float8`
 )
 
 // batch reads up to BatchSize events past the cursor and publishes them; it

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/safedial"
 )
@@ -29,6 +30,8 @@ const (
 	maxHeaderName        = 256
 	maxHeaderValue       = 1024
 	maxEventTypes        = 100
+	maxRateLimit         = 100000 // deliveries per second (the column's CHECK)
+	maxInFlight          = 10000  // concurrent requests (the column's CHECK)
 	urlCheckTimeout      = 3 * time.Second
 )
 
@@ -75,6 +78,8 @@ type webhookInput struct {
 	Headers         optional[map[string]string] `json:"headers"`
 	Description     optional[string]            `json:"description"`
 	IsActive        optional[bool]              `json:"is_active"`
+	RateLimit       optional[int]               `json:"rate_limit"`
+	MaxInFlight     optional[int]               `json:"max_in_flight"`
 }
 
 // validator checks webhook input against the API's configuration.
@@ -99,7 +104,7 @@ var reservedHeaders = []string{
 
 func newValidator(allowPrivate bool, eventTypes []string, headerPrefix string) validator {
 	v := validator{allowPrivate: allowPrivate, eventTypes: map[string]bool{"*": true}}
-	for _, t := range eventTypes {
+	for _, t := range append(eventTypes, deliver.OperationalEventTypes()...) {
 		v.eventTypes[t] = true
 	}
 	headerPrefix = cmp.Or(headerPrefix, httpsend.DefaultHeaderPrefix)
@@ -117,6 +122,8 @@ type webhookFields struct {
 	Headers         map[string]string
 	Description     string
 	IsActive        bool
+	RateLimit       *int
+	MaxInFlight     *int
 }
 
 // webhookPatch is validated webhook input: the changes it makes, in order.
@@ -209,6 +216,27 @@ func (v validator) check(ctx context.Context, in webhookInput, create bool) (web
 	}
 	if in.IsActive.Set {
 		p = append(p, func(f *webhookFields) { f.IsActive = in.IsActive.V })
+	}
+	for _, lim := range []struct {
+		name string
+		in   optional[int]
+		max  int
+		set  func(*webhookFields, *int)
+	}{
+		{"rate_limit", in.RateLimit, maxRateLimit, func(f *webhookFields, v *int) { f.RateLimit = v }},
+		{"max_in_flight", in.MaxInFlight, maxInFlight, func(f *webhookFields, v *int) { f.MaxInFlight = v }},
+	} {
+		if !lim.in.Set {
+			continue
+		}
+		var v *int
+		if !lim.in.Null {
+			if lim.in.V < 1 || lim.in.V > lim.max {
+				return nil, invalid(lim.name, "must be between 1 and %d, or null for no limit", lim.max)
+			}
+			v = &lim.in.V
+		}
+		p = append(p, func(f *webhookFields) { lim.set(f, v) })
 	}
 	return p, nil
 }

@@ -28,12 +28,31 @@ type webhook struct {
 	EnvironmentName *string           `json:"environment_name"`
 	Headers         map[string]string `json:"headers"`
 	IsActive        bool              `json:"is_active"`
+	DisabledReason  *string           `json:"disabled_reason"`
+	DisabledAt      *time.Time        `json:"disabled_at"`
+	RateLimit       *int              `json:"rate_limit"`
+	MaxInFlight     *int              `json:"max_in_flight"`
+	Health          endpointHealth    `json:"health"`
 	Description     string            `json:"description"`
 	CreatedAt       time.Time         `json:"created_at"`
 	UpdatedAt       time.Time         `json:"updated_at"`
 	Secret          string            `json:"secret,omitempty"`
 
 	stored json.RawMessage // the custom headers as stored, values included
+}
+
+// endpointHealth is what the worker knows of a webhook's endpoint
+// (hookrelay.webhook_health; an endpoint that never failed has no row and
+// shows a closed circuit and no failures).
+type endpointHealth struct {
+	Circuit             string     `json:"circuit"` // closed, open, half_open
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	FailingSince        *time.Time `json:"failing_since"`
+	LastSuccessAt       *time.Time `json:"last_success_at"`
+	LastFailureAt       *time.Time `json:"last_failure_at"`
+	OpenedAt            *time.Time `json:"opened_at"`
+	RetryAt             *time.Time `json:"retry_at"`
+	PausedUntil         *time.Time `json:"paused_until"`
 }
 
 // maskedValue stands in the API's answers for every custom header value: the
@@ -44,14 +63,28 @@ const maskedValue = "********"
 // webhookColumns are the columns scanWebhook reads, in order. The secret is
 // not among them: only create and regenerate return it, from Go.
 const webhookColumns = `id, name, url, event_types, application_id, environment_name,
-	headers, is_active, description, created_at, updated_at`
+	headers, is_active, disabled_reason, disabled_at, rate_limit, max_in_flight,
+	(SELECT jsonb_build_object('circuit', h.circuit, 'consecutive_failures', h.consecutive_failures,
+		'failing_since', h.failing_since, 'last_success_at', h.last_success_at,
+		'last_failure_at', h.last_failure_at, 'opened_at', h.opened_at, 'retry_at', h.retry_at,
+		'paused_until', h.paused_until)
+	 FROM hookrelay.webhook_health h WHERE h.webhook_id = webhooks.id),
+	description, created_at, updated_at`
 
 func scanWebhook(row pgx.Row) (webhook, error) {
 	var w webhook
+	var health []byte
 	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.EventTypes, &w.ApplicationID, &w.EnvironmentName,
-		&w.stored, &w.IsActive, &w.Description, &w.CreatedAt, &w.UpdatedAt)
+		&w.stored, &w.IsActive, &w.DisabledReason, &w.DisabledAt, &w.RateLimit, &w.MaxInFlight, &health,
+		&w.Description, &w.CreatedAt, &w.UpdatedAt)
 	if err != nil {
 		return w, err
+	}
+	w.Health = endpointHealth{Circuit: "closed"}
+	if health != nil {
+		if err := json.Unmarshal(health, &w.Health); err != nil {
+			return w, fmt.Errorf("decode health of webhook %s: %w", w.ID, err)
+		}
 	}
 	var h map[string]string
 	if err := json.Unmarshal(w.stored, &h); err != nil {
@@ -69,6 +102,7 @@ func (w webhook) fields() (webhookFields, error) {
 	f := webhookFields{
 		Name: w.Name, URL: w.URL, EventTypes: w.EventTypes, ApplicationID: w.ApplicationID,
 		EnvironmentName: w.EnvironmentName, IsActive: w.IsActive, Description: w.Description,
+		RateLimit: w.RateLimit, MaxInFlight: w.MaxInFlight,
 	}
 	if err := json.Unmarshal(w.stored, &f.Headers); err != nil {
 		return f, fmt.Errorf("decode stored headers of webhook %s: %w", w.ID, err)
@@ -171,10 +205,12 @@ func (a *app) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("create webhook: %w", err)
 	}
 	hook, err := scanWebhook(a.pool.QueryRow(r.Context(), `INSERT INTO hookrelay.webhooks
-		(project_id, name, url, secret, event_types, application_id, environment_name, headers, is_active, description)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		(project_id, name, url, secret, event_types, application_id, environment_name, headers, is_active, description,
+		 rate_limit, max_in_flight)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		RETURNING `+webhookColumns,
-		project, f.Name, f.URL, secret, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description))
+		project, f.Name, f.URL, secret, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description,
+		f.RateLimit, f.MaxInFlight))
 	if err != nil {
 		return fmt.Errorf("create webhook: %w", err)
 	}
@@ -235,6 +271,13 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	var hook webhook
 	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		if in.IsActive.V {
+			// Re-enabling starts the endpoint's health afresh. The health
+			// row is locked before the webhook, in the worker's order.
+			if _, err := tx.Exec(r.Context(), resetHealthSQL, project, id); err != nil {
+				return fmt.Errorf("reset health of webhook %s: %w", id, err)
+			}
+		}
 		cur, err := loadWebhook(r.Context(), tx, project, id, true)
 		if err != nil {
 			return err
@@ -258,11 +301,14 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 		}
 		hook, err = scanWebhook(tx.QueryRow(r.Context(), `UPDATE hookrelay.webhooks SET
 			name = $3, url = $4, event_types = $5, application_id = $6, environment_name = $7,
-			headers = $8, is_active = $9, description = $10, updated_at = now(),
-			disabled_reason = CASE WHEN $9 THEN NULL ELSE disabled_reason END
+			headers = $8, is_active = $9, description = $10, rate_limit = $11, max_in_flight = $12,
+			updated_at = now(),
+			disabled_reason = CASE WHEN $9 THEN NULL ELSE disabled_reason END,
+			disabled_at = CASE WHEN $9 THEN NULL ELSE disabled_at END
 			WHERE project_id = $1 AND id = $2
 			RETURNING `+webhookColumns,
-			project, id, f.Name, f.URL, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description))
+			project, id, f.Name, f.URL, f.EventTypes, f.ApplicationID, f.EnvironmentName, headers, f.IsActive, f.Description,
+			f.RateLimit, f.MaxInFlight))
 		if err != nil {
 			return fmt.Errorf("update webhook %s: %w", id, err)
 		}
@@ -274,6 +320,11 @@ func (a *app) patchWebhook(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, hook)
 	return nil
 }
+
+// resetHealthSQL forgets the health of a disabled webhook of a project, which
+// is being re-enabled: its breaker starts closed, with no failures.
+const resetHealthSQL = `DELETE FROM hookrelay.webhook_health h USING hookrelay.webhooks w
+	WHERE h.webhook_id = w.id AND w.project_id = $1 AND w.id = $2 AND NOT w.is_active`
 
 // deleteWebhook deletes the webhook and, in the same transaction, marks its
 // pending deliveries skipped, so that none is left waiting forever.
@@ -294,6 +345,10 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 			ORDER BY id FOR UPDATE`, id, project); err != nil {
 			return fmt.Errorf("lock pending deliveries of webhook %s: %w", id, err)
 		}
+		if _, err := tx.Exec(r.Context(), `DELETE FROM hookrelay.webhook_health h USING hookrelay.webhooks w
+			WHERE h.webhook_id = w.id AND w.id = $1 AND w.project_id = $2`, id, project); err != nil {
+			return fmt.Errorf("delete health of webhook %s: %w", id, err)
+		}
 		tag, err := tx.Exec(r.Context(), `DELETE FROM hookrelay.webhooks WHERE project_id = $1 AND id = $2`, project, id)
 		if err != nil {
 			return fmt.Errorf("delete webhook %s: %w", id, err)
@@ -302,7 +357,8 @@ func (a *app) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 			return notFound("webhook")
 		}
 		tag, err = tx.Exec(r.Context(), `UPDATE hookrelay.deliveries
-			SET status = 'skipped', last_error = 'webhook deleted', next_attempt_at = NULL, updated_at = now()
+			SET status = 'skipped', last_error = 'webhook deleted', next_attempt_at = NULL, parked_at = NULL,
+				updated_at = now()
 			WHERE webhook_id = $1 AND project_id = $2 AND status = 'pending'`, id, project)
 		if err != nil {
 			return fmt.Errorf("skip deliveries of deleted webhook %s: %w", id, err)

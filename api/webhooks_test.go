@@ -124,6 +124,11 @@ func TestWebhooks_CreateRejectsBadInputAndChangesNothing(t *testing.T) {
 		{"Cookie header", validWebhook("https://x.example", set("headers", map[string]string{"Cookie": "a=b"})), 400, "invalid_field", "headers:"},
 		{"Content-Encoding header", validWebhook("https://x.example", set("headers", map[string]string{"Content-Encoding": "gzip"})), 400, "invalid_field", "headers:"},
 		{"Accept-Encoding header", validWebhook("https://x.example", set("headers", map[string]string{"Accept-Encoding": "br"})), 400, "invalid_field", "headers:"},
+		{"zero rate limit", validWebhook("https://x.example", set("rate_limit", 0)), 400, "invalid_field", "rate_limit:"},
+		{"rate limit too high", validWebhook("https://x.example", set("rate_limit", 100001)), 400, "invalid_field", "rate_limit:"},
+		{"fractional rate limit", validWebhook("https://x.example", set("rate_limit", 1.5)), 400, "invalid_field", "rate_limit:"},
+		{"negative max in flight", validWebhook("https://x.example", set("max_in_flight", -1)), 400, "invalid_field", "max_in_flight:"},
+		{"max in flight as text", validWebhook("https://x.example", set("max_in_flight", "5")), 400, "invalid_field", "max_in_flight:"},
 		{"HTTP2-Settings header", validWebhook("https://x.example", set("headers", map[string]string{"HTTP2-Settings": "AAMAAABkAAQAAP__"})), 400, "invalid_field", "headers:"},
 	}
 	for _, c := range cases {

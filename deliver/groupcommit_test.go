@@ -145,16 +145,6 @@ func TestWorker_StopRecordsLingeringBatchAtOnce(t *testing.T) {
 	}
 }
 
-// count runs a query that returns one count.
-func (h *harness) count(sql string) int {
-	h.t.Helper()
-	var n int
-	if err := h.db.Pool.QueryRow(context.Background(), sql).Scan(&n); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
-}
-
 // newHookedHarness is a harness with a receiver answering 200 and a webhook
 // that delivers to it.
 func newHookedHarness(t *testing.T) (*harness, *receiver.Receiver, hook) {

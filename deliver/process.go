@@ -53,6 +53,15 @@ type target struct {
 	Secret         *string
 	PrevSecrets    []string // still within their grace periods, most recent first
 	Headers        []byte
+
+	Circuit   string // the breaker: closed, open, half_open
+	ProbeDue  bool   // open past its cool-down (or half_open past its probe's lease)
+	Unhealthy bool   // failing, or the breaker not closed: a success must be recorded in its health
+}
+
+// sendable reports whether t would get an HTTP attempt now.
+func (t *target) sendable() bool {
+	return t.Status == statusPending && t.Due && t.WebhookFound && t.Active
 }
 
 // job is one stream entry to process.
@@ -135,7 +144,7 @@ func (w *Worker) start(ctx context.Context, jobs []job) {
 		w.release(len(jobs))
 		return
 	}
-	for _, j := range jobs {
+	for _, j := range w.triage(ctx, jobs, targets) {
 		go w.handle(ctx, j, targets[j.id])
 	}
 }
@@ -216,7 +225,8 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 			t := &target{}
 			if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
 				&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
-				&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers); err != nil {
+				&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers,
+				&t.Circuit, &t.ProbeDue, &t.Unhealthy); err != nil {
 				return fmt.Errorf("scan delivery: %w", err)
 			}
 			out[t.ID] = t

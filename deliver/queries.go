@@ -17,9 +17,12 @@ SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
        coalesce(w.is_active, false), w.disabled_reason, w.url, w.secret,
        CASE WHEN coalesce(w.previous_secrets, '[]') = '[]' THEN '{}'::text[]
             ELSE hookrelay.valid_previous_secrets(w.previous_secrets) END,
-       w.headers
+       w.headers,
+       coalesce(h.circuit, 'closed'), coalesce(h.retry_at <= now(), false) AS probe_due,
+       coalesce(h.consecutive_failures > 0 OR h.circuit <> 'closed', false) AS unhealthy
 FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
+LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = d.webhook_id
 WHERE d.id = ANY($1)`
 
 // loadPlanSQL, run in the load's transaction, pins loadTargetsSQL to index
@@ -75,6 +78,7 @@ SET attempts = u.attempts,
     last_response_status = u.last_response_status,
     last_error = u.last_error,
     delivered_at = CASE WHEN u.status = 'delivered' AND d.status <> 'delivered' THEN now() ELSE d.delivered_at END,
+    parked_at = NULL,
     updated_at = now()
 FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::integer[], $7::text[])
     AS u(id, attempts, status, next_attempt_at, last_attempt_at, last_response_status, last_error)
@@ -88,11 +92,58 @@ INSERT INTO hookrelay.delivery_attempts
 SELECT * FROM unnest($1::uuid[], $2::integer[], $3::timestamptz[], $4::double precision[],
     $5::integer[], $6::text[], $7::text[], $8::text[])`
 
-// deactivateWebhookSQL turns a webhook off after its endpoint answered 410 Gone.
+// deactivateWebhookSQL turns a webhook off after its endpoint answered 410
+// Gone, and emits webhook.disabled.
 const deactivateWebhookSQL = `
-UPDATE hookrelay.webhooks
-SET is_active = false, disabled_reason = $2, updated_at = now()
-WHERE id = $1 AND is_active`
+WITH off AS (
+    UPDATE hookrelay.webhooks
+    SET is_active = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+    WHERE id = $1 AND is_active
+    RETURNING id, project_id, name, url, disabled_reason
+)
+SELECT hookrelay.emit('webhook.disabled', project_id, jsonb_build_object(
+    'webhook', jsonb_build_object('id', id, 'name', name, 'url', url),
+    'disabled_reason', disabled_reason))
+FROM off`
+
+// recordHealthSQL folds a recording batch's attempts into their webhooks'
+// health (migration 00012) and returns the transitions.
+const recordHealthSQL = `SELECT * FROM hookrelay.record_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+// emitFailedSQL emits one delivery.failed event per element.
+const emitFailedSQL = `
+SELECT hookrelay.emit('delivery.failed', p, d) FROM unnest($1::uuid[], $2::jsonb[]) AS u(p, d)`
+
+// claimProbeSQL makes the caller's next attempt on a webhook the breaker's
+// probe ($2: how long before the probe counts as lost).
+const claimProbeSQL = `
+UPDATE hookrelay.webhook_health
+SET circuit = 'half_open', retry_at = now() + $2::interval, updated_at = now()
+WHERE webhook_id = $1 AND circuit <> 'closed' AND retry_at <= now()`
+
+// parkSQL parks pending deliveries (in id order, the lock order): no stream
+// entry, no retry job, until their webhook's breaker closes.
+const parkSQL = `
+WITH locked AS (
+    SELECT id FROM hookrelay.deliveries
+    WHERE id = ANY($1) AND status = 'pending'
+    ORDER BY id FOR UPDATE
+)
+UPDATE hookrelay.deliveries d
+SET parked_at = now(), next_attempt_at = NULL, updated_at = now()
+FROM locked WHERE d.id = locked.id`
+
+// openCircuitsSQL reads which of the webhooks have a breaker that is not
+// closed, FOR SHARE: a breaker cannot close until the caller commits.
+const openCircuitsSQL = `
+SELECT webhook_id FROM hookrelay.webhook_health
+WHERE webhook_id = ANY($1) AND circuit <> 'closed'
+ORDER BY webhook_id FOR SHARE`
+
+// unparkSQL takes deliveries out of the parking.
+const unparkSQL = `
+UPDATE hookrelay.deliveries SET parked_at = NULL, updated_at = now()
+WHERE id = ANY($1) AND parked_at IS NOT NULL`
 
 // lockForReplaySQL locks a delivery of one project's webhook for a replay.
 const lockForReplaySQL = `

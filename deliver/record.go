@@ -90,6 +90,7 @@ type rowState struct {
 // attempts already in delivery_attempts are then left out, so that one HTTP
 // attempt is always one row.
 func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck bool) error {
+	var transitions []transition
 	err := pgx.BeginTxFunc(ctx, w.pool, pgx.TxOptions{BeginQuery: beginRecordSQL}, func(tx pgx.Tx) error {
 		states, now, err := lockStates(ctx, tx, batch)
 		if err != nil {
@@ -102,6 +103,8 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		}
 		b := &pgx.Batch{}
 		var rows attemptRows
+		var gone []*attempted
+		var failed failedEvents
 		for i := range batch {
 			a := &batch[i]
 			s, ok := states[a.t.ID]
@@ -113,12 +116,26 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 			s.status, s.attempts, s.latest = a.d.status, a.d.attempt, i
 			rows.add(a)
 			if a.d.gone {
-				b.Queue(deactivateWebhookSQL, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
-					a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
+				gone = append(gone, a)
+			}
+			if err := failed.add(a); err != nil {
+				return err
 			}
 		}
 		if rows.n == 0 {
 			return nil
+		}
+		// The health rows before the webhooks (the lock order): a breaker
+		// transition may disable one, as a 410 does.
+		if hb := health(batch); hb != nil {
+			w.queueHealth(b, hb, &transitions)
+		}
+		for _, a := range gone {
+			b.Queue(deactivateWebhookSQL, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
+				a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
+		}
+		if len(failed.data) > 0 {
+			b.Queue(emitFailedSQL, failed.projects, failed.data)
 		}
 		// One update and at most one retry job per delivery: its latest
 		// attempt's (an earlier attempt of the same batch was overtaken).
@@ -140,6 +157,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("record %d attempts: %w", rows.n, err)
 		}
+		retries = append(retries, transitionJobs(transitions)...)
 		if len(retries) > 0 {
 			if _, err := w.jobs.InsertManyTx(ctx, tx, retries); err != nil {
 				return fmt.Errorf("schedule %d retries: %w", len(retries), err)
@@ -151,6 +169,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		return fmt.Errorf("record %d deliveries: %w", len(batch), err)
 	}
 	w.recordTxs.Add(1)
+	w.observeTransitions(transitions)
 	for i := range batch {
 		if a := &batch[i]; a.found && !a.recorded {
 			a.recorded = true

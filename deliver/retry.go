@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -67,21 +68,27 @@ func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error
 // Timeout bounds one publish.
 func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 * time.Second }
 
-// AddWorkers registers deliver's River workers (the retry job, which
-// publishes a due delivery back onto stream) on workers, for the River
-// client that the wiring assembles (package jobs). Failed publishes are
-// counted on reg; a nil reg means metrics off and a nil log discards.
-func AddWorkers(workers *river.Workers, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
-	if rdb == nil || stream == "" {
-		return errors.New("deliver: AddWorkers needs a Redis client and a stream key")
+// AddWorkers registers deliver's River workers on workers, for the River
+// client that the wiring assembles (package jobs): the retry job, which
+// publishes a due delivery back onto stream, and the parked job, which acts
+// on a webhook's parked deliveries when its breaker or state changes. Failed
+// publishes are counted on reg; a nil reg means metrics off and a nil log
+// discards.
+func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
+	if pool == nil || rdb == nil || stream == "" {
+		return errors.New("deliver: AddWorkers needs a pool, a Redis client and a stream key")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	failures := metrics.New(reg).DependencyErrors.WithLabelValues("redis", "publish retry")
-	track := outage.New("redis: publish retry", log, failures)
-	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
+	m := metrics.New(reg)
+	retry := outage.New("redis: publish retry", log, m.DependencyErrors.WithLabelValues("redis", "publish retry"))
+	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: retry}); err != nil {
 		return fmt.Errorf("register retry worker: %w", err)
+	}
+	parked := outage.New("redis: publish parked", log, m.DependencyErrors.WithLabelValues("redis", "publish parked"))
+	if err := river.AddWorkerSafely(workers, &parkedWorker{pool: pool, rdb: rdb, stream: stream, track: parked}); err != nil {
+		return fmt.Errorf("register parked worker: %w", err)
 	}
 	return nil
 }

@@ -90,6 +90,8 @@ type Config struct {
 	RecordLinger time.Duration
 	// Send configures the HTTP sender.
 	Send SendConfig
+	// Breaker is the per-webhook circuit breaker and auto-disable policy.
+	Breaker BreakerConfig
 	// OnGroupMissing, when not nil, is called (it must not block) each time
 	// Redis answers NOGROUP: the stream or the consumer group is gone, so
 	// Redis may have lost entries. The worker recreates the group itself;
@@ -113,6 +115,8 @@ func (c *Config) setDefaults() error {
 	c.PoisonAfter = cmp.Or(max(c.PoisonAfter, 0), DefaultPoisonAfter)
 	c.RecordBatch = cmp.Or(max(c.RecordBatch, 0), DefaultRecordBatch)
 	c.RecordLinger = cmp.Or(max(c.RecordLinger, 0), DefaultRecordLinger)
+	c.Breaker.setDefaults()
+	c.Send.Timeout = cmp.Or(max(c.Send.Timeout, 0), httpsend.DefaultTimeout)
 	if len(c.RetrySchedule) == 0 {
 		c.RetrySchedule = DefaultRetrySchedule()
 	}

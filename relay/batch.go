@@ -77,7 +77,11 @@ FROM hookrelay.relay_cursor WHERE id = 1`
     JOIN hookrelay.webhooks w
       ON w.project_id = o.project_id
      AND w.is_active
-     AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
+     -- "*" takes every event but hookrelay's own operational ones
+     -- (deliver.OperationalEventTypes), which a webhook must name.
+     AND (o.event_type = ANY (w.event_types)
+          OR ('*' = ANY (w.event_types)
+              AND o.event_type <> ALL ('{webhook.disabled,webhook.circuit_opened,webhook.circuit_closed,delivery.failed}')))
      AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
     ON CONFLICT (event_id, webhook_id) DO UPDATE SET event_id = excluded.event_id

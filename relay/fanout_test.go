@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
@@ -28,6 +29,7 @@ func TestRelay_FanOutHonoursTypesProjectFiltersAndActive(t *testing.T) {
 	onApp1 := e.addWebhook(webhook{eventTypes: []string{"*"}, application: &app1})
 	onProd := e.addWebhook(webhook{eventTypes: []string{"config.deployed"}, environment: &prod})
 	onApp1Staging := e.addWebhook(webhook{eventTypes: []string{"*"}, application: &app1, environment: &staging})
+	ops := e.addWebhook(webhook{eventTypes: deliver.OperationalEventTypes()})
 
 	data := func(app uuid.UUID, env string) map[string]any {
 		d := map[string]any{"params": map[string]any{"t": 0.2}}
@@ -44,27 +46,36 @@ func TestRelay_FanOutHonoursTypesProjectFiltersAndActive(t *testing.T) {
 	e2 := e.emit("config.archived", data(app2, staging))
 	e3 := e.emit("config.deployed", data(uuid.Nil, ""))
 	e4 := e.emit("config.deployed", data(app1, staging))
+	// hookrelay's own events reach only webhooks that name them, not "*".
+	var opsEvents []uuid.UUID
+	for _, typ := range deliver.OperationalEventTypes() {
+		opsEvents = append(opsEvents, e.emit(typ, map[string]any{"webhook": map[string]any{"id": uuid.NewString()}}))
+	}
 	e.project = otherProject
 	e5 := e.emit("config.deployed", data(app1, prod))
 	e.project = lonelyProject
 	e.emit("config.deployed", data(app1, prod)) // no webhook at all: published, no delivery
 
-	want := map[[2]uuid.UUID]bool{}
-	for ev, hooks := range map[uuid.UUID][]uuid.UUID{
+	expected := map[uuid.UUID][]uuid.UUID{
 		e1: {all, deployed, onApp1, onProd},
 		e2: {all, archived},
 		e3: {all, deployed},
 		e4: {all, deployed, onApp1, onApp1Staging},
 		e5: {other},
-	} {
+	}
+	for _, ev := range opsEvents {
+		expected[ev] = []uuid.UUID{ops}
+	}
+	want := map[[2]uuid.UUID]bool{}
+	for ev, hooks := range expected {
 		for _, h := range hooks {
 			want[[2]uuid.UUID{ev, h}] = true
 		}
 	}
 
 	r, _ := e.relay(time.Hour, 100, false)
-	if n, err := r.Drain(ctx); err != nil || n != 6 {
-		t.Fatalf("Drain: %d events, %v; want 6", n, err)
+	if n, err := r.Drain(ctx); err != nil || n != 6+len(opsEvents) {
+		t.Fatalf("Drain: %d events, %v; want %d", n, err, 6+len(opsEvents))
 	}
 	if n := e.unpublished(); n != 0 {
 		t.Fatalf("%d events unpublished", n)

@@ -41,7 +41,9 @@ WITH attempt_stats AS (
     JOIN hookrelay.webhooks w
       ON w.project_id = o.project_id
      AND w.is_active
-     AND (o.event_type = ANY (w.event_types) OR '*' = ANY (w.event_types))
+     AND (o.event_type = ANY (w.event_types)
+          OR ('*' = ANY (w.event_types)
+              AND o.event_type <> ALL ('{webhook.disabled,webhook.circuit_opened,webhook.circuit_closed,delivery.failed}')))
      AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
      AND w.created_at < o.created_at

@@ -56,7 +56,7 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 	jobsLog := d.log.With("service", "jobs")
 	workers := river.NewWorkers()
 	if err := errors.Join(
-		deliver.AddWorkers(workers, d.rdb, c.Stream, reg, jobsLog),
+		deliver.AddWorkers(workers, d.pool, d.rdb, c.Stream, reg, jobsLog),
 		maint.AddWorkers(workers),
 	); err != nil {
 		return nil, err
@@ -73,6 +73,8 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 		RetrySchedule: c.RetrySchedule,
 		MaxAttempts:   c.MaxAttempts,
 		Send:          sendConfig(c),
+		Breaker: deliver.BreakerConfig{Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown,
+			MaxCooldown: c.BreakerMaxCooldown, DisableAfter: c.DisableAfter},
 		// A NOGROUP may be a Redis that lost data: reconcile now, not at
 		// the next periodic run.
 		OnGroupMissing: maint.Trigger,

@@ -37,6 +37,12 @@ type Config struct {
 	WorkerConcurrency    int             `env:"HOOKRELAY_WORKER_CONCURRENCY, default=256"`
 	ClaimIdle            time.Duration   `env:"HOOKRELAY_CLAIM_IDLE, default=1m"`
 
+	// Endpoint health.
+	BreakerFailures    int           `env:"HOOKRELAY_BREAKER_FAILURES, default=20"`
+	BreakerCooldown    time.Duration `env:"HOOKRELAY_BREAKER_COOLDOWN, default=10s"`
+	BreakerMaxCooldown time.Duration `env:"HOOKRELAY_BREAKER_MAX_COOLDOWN, default=10m"`
+	DisableAfter       time.Duration `env:"HOOKRELAY_DISABLE_AFTER, default=120h"`
+
 	// Relay.
 	PollInterval time.Duration `env:"HOOKRELAY_POLL_INTERVAL, default=1s"`
 	RelayBatch   int           `env:"HOOKRELAY_RELAY_BATCH, default=500"`
@@ -154,6 +160,13 @@ func (c Config) Validate() error {
 	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 10000 {
 		bad("HOOKRELAY_WORKER_CONCURRENCY", "must be between 1 and 10000, got %d", c.WorkerConcurrency)
 	}
+	if c.BreakerFailures < 1 || c.BreakerFailures > 1000000 {
+		bad("HOOKRELAY_BREAKER_FAILURES", "must be between 1 and 1000000, got %d", c.BreakerFailures)
+	}
+	if c.BreakerMaxCooldown < c.BreakerCooldown {
+		bad("HOOKRELAY_BREAKER_MAX_COOLDOWN", "must be at least HOOKRELAY_BREAKER_COOLDOWN (%s), got %s",
+			c.BreakerCooldown, c.BreakerMaxCooldown)
+	}
 	if c.PollInterval <= 0 {
 		bad("HOOKRELAY_POLL_INTERVAL", "must be positive, got %s", c.PollInterval)
 	}
@@ -164,6 +177,8 @@ func (c Config) Validate() error {
 		name string
 		d    time.Duration
 	}{
+		{"HOOKRELAY_BREAKER_COOLDOWN", c.BreakerCooldown},
+		{"HOOKRELAY_DISABLE_AFTER", c.DisableAfter},
 		{"HOOKRELAY_RECONCILE_INTERVAL", c.ReconcileInterval},
 		{"HOOKRELAY_RECONCILE_AFTER", c.ReconcileAfter},
 		{"HOOKRELAY_RETAIN_OUTBOX", c.RetainOutbox},

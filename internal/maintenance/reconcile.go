@@ -302,6 +302,9 @@ func (w *Reconciler) reconcile(ctx context.Context) (ReconcileResult, error) {
 	if res.StreamLength, res.StreamPending, err = w.streamGauges(ctx); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
+	if err := w.circuitGauges(ctx); err != nil {
+		return res, err
+	}
 	if res.ConsumersRemoved, err = w.removeGoneConsumers(ctx); err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)
 	}
@@ -398,6 +401,19 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// circuitGauges counts the webhooks whose circuit breaker is open or half-open.
+func (w *Reconciler) circuitGauges(ctx context.Context) error {
+	var open, half int
+	if err := w.pool.QueryRow(ctx, circuitsSQL).Scan(&open, &half); err != nil {
+		return fmt.Errorf("reconcile: count open circuits: %w", err)
+	}
+	if w.m != nil {
+		w.m.Circuits.WithLabelValues("open").Set(float64(open))
+		w.m.Circuits.WithLabelValues("half_open").Set(float64(half))
+	}
+	return nil
 }
 
 // checkOutbox counts outbox rows unpublished since before cutoff and, if

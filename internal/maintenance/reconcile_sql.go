@@ -37,6 +37,10 @@ SELECT count(*), min(created_at) FROM hookrelay.outbox_unpublished
 WHERE created_at < $1`
 	wakeRelaysSQL = `SELECT pg_notify('hookrelay_outbox', '')`
 
+	// The webhooks whose breaker is open, and half-open (migration 00012).
+	circuitsSQL = `SELECT count(*) FILTER (WHERE circuit = 'open'), count(*) FILTER (WHERE circuit = 'half_open')
+FROM hookrelay.webhook_health WHERE circuit <> 'closed'`
+
 	// Whether an event created before $1 is still unpublished.
 	unpublishedBeforeSQL = `SELECT EXISTS (
     SELECT 1 FROM hookrelay.outbox_unpublished WHERE created_at < $1)`
@@ -50,6 +54,13 @@ WHERE created_at < $1`
 WITH picked AS (
     SELECT id FROM hookrelay.deliveries
     WHERE status = 'pending' AND updated_at < $1
+      -- Parked behind an open breaker: closing it publishes them. A parked
+      -- delivery whose breaker is closed (its publish job lost, or the
+      -- webhook re-enabled before its parked deliveries were skipped) is
+      -- published here like any other stale one.
+      AND (parked_at IS NULL OR NOT EXISTS (
+          SELECT 1 FROM hookrelay.webhook_health h
+          WHERE h.webhook_id = deliveries.webhook_id AND h.circuit <> 'closed'))
       AND (next_attempt_at IS NULL OR next_attempt_at < $2)
       -- An unpublished event's deliveries are the relay's to publish (it
       -- does, once its batch succeeds); publishing them here as well sends

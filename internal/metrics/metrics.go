@@ -27,6 +27,10 @@ type Metrics struct {
 	UnknownDeliveries prometheus.Counter // stream entries whose delivery row was not found
 	PoisonEntries     prometheus.Counter // entries moved aside after repeated processing errors
 
+	DeliveriesParked   prometheus.Counter     // deliveries held back while their webhook's breaker is open
+	CircuitTransitions *prometheus.CounterVec // by transition: opened, reopened, closed, disabled
+	Circuits           *prometheus.GaugeVec   // webhooks by breaker state (open, half_open), set by the reconciler
+
 	StreamLength  prometheus.Gauge
 	StreamPending prometheus.Gauge
 
@@ -74,8 +78,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeadLetters:       f.counter("hookrelay_dead_letters_total", "Deliveries failed after their last attempt."),
 		UnknownDeliveries: f.counter("hookrelay_unknown_deliveries_total", "Stream entries whose delivery was not found in Postgres."),
 		PoisonEntries:     f.counter("hookrelay_poison_entries_total", "Stream entries moved aside after repeated processing errors."),
-		StreamLength:      f.gauge("hookrelay_stream_length", "Entries in the delivery stream."),
-		StreamPending:     f.gauge("hookrelay_stream_pending", "Entries read but not yet acknowledged by the consumer group."),
+		DeliveriesParked: f.counter("hookrelay_deliveries_parked_total",
+			"Deliveries held back (parked) because their webhook's circuit breaker was open."),
+		CircuitTransitions: f.counterVec("hookrelay_circuit_transitions_total",
+			"Changes of webhooks' endpoint health: opened, reopened (a probe failed), closed, disabled.", "transition"),
+		Circuits: f.gaugeVec("hookrelay_webhook_circuits",
+			"Webhooks whose circuit breaker is not closed, by state (open, half_open).", "state"),
+		StreamLength:  f.gauge("hookrelay_stream_length", "Entries in the delivery stream."),
+		StreamPending: f.gauge("hookrelay_stream_pending", "Entries read but not yet acknowledged by the consumer group."),
 		Reconciled: f.counterVec("hookrelay_reconciled_total",
 			"Deliveries put back on the stream by the reconciler, by reason.", "reason"),
 		UnpublishedOld: f.gauge("hookrelay_outbox_unpublished_stale", "Outbox events still unpublished after the reconcile threshold."),
@@ -108,6 +118,10 @@ func (f factory) counter(name, help string) prometheus.Counter {
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
 	return register(f.r, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return register(f.r, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
 }
 
 func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {

@@ -2,22 +2,10 @@ package flow
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
-)
-
-// The semaphore's scripts, run with EVALSHA.
-var (
-	//go:embed acquire.lua
-	acquireLua    string
-	acquireScript = redis.NewScript(acquireLua)
-	//go:embed release.lua
-	releaseLua    string
-	releaseScript = redis.NewScript(releaseLua)
 )
 
 // statsTTL is how long an endpoint's hold statistics outlive their last use:

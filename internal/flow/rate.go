@@ -2,32 +2,19 @@ package flow
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
-)
-
-// The rate limit's scripts, run with EVALSHA (EVAL once per server after a
-// NOSCRIPT).
-var (
-	//go:embed reserve.lua
-	reserveLua    string
-	reserveScript = redis.NewScript(reserveLua)
-	//go:embed pause.lua
-	pauseLua    string
-	pauseScript = redis.NewScript(pauseLua)
 )
 
 // Reserve reserves the next slot of webhookID's rate limit — perSecond
 // requests a second, burst of them at once — and returns when that slot
 // starts: Redis's time of the call when a slot is free now, else a later
-// time. The reservation is made whatever at is: the caller sends at at
-// without calling Reserve again (deferring the delivery until then when it
-// is in the future). Concurrent callers in any process get distinct slots,
-// at least 1/perSecond apart beyond the burst.
+// time. The reservation is made whatever at is: the caller sends when at
+// comes, without calling Reserve again (deferring the delivery until then
+// when it is in the future). Concurrent callers in any process get distinct
+// slots, at least 1/perSecond apart beyond the burst.
 //
 // at is on Redis's clock (TIME in the script, never the caller's): one clock
 // for every process, so slots are spaced exactly. A caller should treat an

@@ -51,7 +51,7 @@ func newHarnessWith(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys
 	h.m = metrics.New(h.reg)
 	t.Cleanup(func() { rdb.Del(context.Background(), deliver.DeadStream(keys.Stream)) })
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, rdb, keys.Stream, h.reg, nil); err != nil {
+	if err := deliver.AddWorkers(workers, h.db.Pool, rdb, keys.Stream, h.reg, nil); err != nil {
 		t.Fatal(err)
 	}
 	jc, err := jobs.New(h.db.Pool, jobs.Config{Workers: workers, FetchPollInterval: 50 * time.Millisecond})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -67,21 +68,29 @@ func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error
 // Timeout bounds one publish.
 func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 * time.Second }
 
-// AddWorkers registers deliver's River workers (the retry job, which
-// publishes a due delivery back onto stream) on workers, for the River
-// client that the wiring assembles (package jobs). Failed publishes are
-// counted on reg; a nil reg means metrics off and a nil log discards.
-func AddWorkers(workers *river.Workers, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
-	if rdb == nil || stream == "" {
-		return errors.New("deliver: AddWorkers needs a Redis client and a stream key")
+// AddWorkers registers deliver's River workers on workers, for the River
+// client that the wiring assembles (package jobs): the retry job, which
+// publishes a due delivery back onto stream, and the recovery job
+// (RecoverArgs), which works a bulk recovery on pool. Failed publishes and
+// queries are counted on reg; a nil reg means metrics off and a nil log
+// discards.
+func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
+	if pool == nil || rdb == nil || stream == "" {
+		return errors.New("deliver: AddWorkers needs a pool, a Redis client and a stream key")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	failures := metrics.New(reg).DependencyErrors.WithLabelValues("redis", "publish retry")
-	track := outage.New("redis: publish retry", log, failures)
+	errs := metrics.New(reg).DependencyErrors
+	track := outage.New("redis: publish retry", log, errs.WithLabelValues("redis", "publish retry"))
 	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
 		return fmt.Errorf("register retry worker: %w", err)
+	}
+	rec := &recoverWorker{pool: pool, rdb: rdb, stream: stream,
+		redisDown: outage.New("redis: publish recovery", log, errs.WithLabelValues("redis", "publish recovery")),
+		pgDown:    outage.New("postgres: recovery", log, errs.WithLabelValues("postgres", "recovery"))}
+	if err := river.AddWorkerSafely(workers, rec); err != nil {
+		return fmt.Errorf("register recovery worker: %w", err)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 	jobsLog := d.log.With("service", "jobs")
 	workers := river.NewWorkers()
 	if err := errors.Join(
-		deliver.AddWorkers(workers, d.rdb, c.Stream, reg, jobsLog),
+		deliver.AddWorkers(workers, d.pool, d.rdb, c.Stream, reg, jobsLog),
 		maint.AddWorkers(workers),
 	); err != nil {
 		return nil, err

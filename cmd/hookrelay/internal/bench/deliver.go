@@ -38,7 +38,7 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 	}
 	w := &workerSide{pool: pool}
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, e.rdb, key, nil, e.log); err != nil {
+	if err := deliver.AddWorkers(workers, pool, e.rdb, key, nil, e.log); err != nil {
 		pool.Close()
 		return nil, err
 	}

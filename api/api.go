@@ -1,5 +1,5 @@
 // Package api serves hookrelay's JSON management API: webhooks of a project,
-// their delivery history and replays, the example config-deploy endpoint that
+// their delivery history, replays and bulk recoveries, the example config-deploy endpoint that
 // emits config.deployed in the deploying transaction, and the health and
 // metrics endpoints.
 //
@@ -28,6 +28,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
+	"github.com/hookrelay/hookrelay/internal/jobs"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 )
 
@@ -88,6 +89,7 @@ type app struct {
 	sender   *httpsend.Sender
 	validate validator
 	auth     authenticator
+	jobs     deliver.JobInserter // inserts recovery jobs in the API's transactions
 }
 
 // projectPath is the prefix of every project-scoped route.
@@ -116,6 +118,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 		sender:   httpsend.New(send),
 		validate: newValidator(cfg.AllowPrivate, cfg.EventTypes, send.HeaderPrefix),
 		auth:     authenticator{token: sha256.Sum256([]byte(cfg.Token)), db: pool},
+		jobs:     jobs.MustInserter(pool),
 	}
 
 	mux := http.NewServeMux()
@@ -141,6 +144,9 @@ func (a *app) routes(reg prometheus.Registerer) map[string]http.Handler {
 		"GET /webhooks/{id}/deliveries":                      a.listDeliveries,
 		"GET /webhooks/{id}/deliveries/{delivery_id}":        a.getDelivery,
 		"POST /webhooks/{id}/deliveries/{delivery_id}/retry": a.retryDelivery,
+		"POST /webhooks/{id}/recover":                        a.recoverWebhook,
+		"GET /webhooks/{id}/recoveries":                      a.listRecoveries,
+		"GET /webhooks/{id}/recoveries/{recovery_id}":        a.getRecovery,
 		"POST /configs/deploy":                               a.deployConfig,
 	}
 	routes := map[string]http.Handler{

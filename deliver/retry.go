@@ -70,9 +70,10 @@ func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 *
 
 // AddWorkers registers deliver's River workers on workers, for the River
 // client that the wiring assembles (package jobs): the retry job, which
-// publishes a due delivery back onto stream, and the parked job, which acts
-// on a webhook's parked deliveries when its breaker or state changes. Failed
-// publishes are counted on reg; a nil reg means metrics off and a nil log
+// publishes a due delivery back onto stream, the parked job, which acts on
+// a webhook's parked deliveries when its breaker or state changes, and the
+// recovery job (RecoverArgs), which works a bulk recovery on pool. Failed
+// publishes and queries are counted on reg; a nil reg means metrics off and a nil log
 // discards.
 func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
 	if pool == nil || rdb == nil || stream == "" {
@@ -81,14 +82,20 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalC
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := metrics.New(reg)
-	retry := outage.New("redis: publish retry", log, m.DependencyErrors.WithLabelValues("redis", "publish retry"))
-	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: retry}); err != nil {
+	errs := metrics.New(reg).DependencyErrors
+	track := outage.New("redis: publish retry", log, errs.WithLabelValues("redis", "publish retry"))
+	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
 		return fmt.Errorf("register retry worker: %w", err)
 	}
-	parked := outage.New("redis: publish parked", log, m.DependencyErrors.WithLabelValues("redis", "publish parked"))
+	parked := outage.New("redis: publish parked", log, errs.WithLabelValues("redis", "publish parked"))
 	if err := river.AddWorkerSafely(workers, &parkedWorker{pool: pool, rdb: rdb, stream: stream, track: parked}); err != nil {
 		return fmt.Errorf("register parked worker: %w", err)
+	}
+	rec := &recoverWorker{pool: pool, rdb: rdb, stream: stream,
+		redisDown: outage.New("redis: publish recovery", log, errs.WithLabelValues("redis", "publish recovery")),
+		pgDown:    outage.New("postgres: recovery", log, errs.WithLabelValues("postgres", "recovery"))}
+	if err := river.AddWorkerSafely(workers, rec); err != nil {
+		return fmt.Errorf("register recovery worker: %w", err)
 	}
 	return nil
 }

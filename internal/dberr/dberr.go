@@ -67,3 +67,10 @@ func Is(err error, code string) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == code
 }
+
+// IsConstraint reports whether err is Postgres refusing a row because of
+// the constraint named name (a CHECK, a unique index).
+func IsConstraint(err error, name string) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.ConstraintName == name
+}

@@ -112,3 +112,16 @@ func (c *Client) Stop(ctx context.Context) error {
 		return nil
 	})
 }
+
+// MustInserter returns an insert-only River client on pool, in hookrelay's
+// schema: it inserts jobs in a caller's transaction (InsertTx) and works
+// none, for a process without a River client of its own (the API, which
+// inserts recovery jobs). It panics only if River refuses these fixed
+// settings, which is a bug.
+func MustInserter(pool *pgxpool.Pool) *river.Client[pgx.Tx] {
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: migrations.Schema})
+	if err != nil {
+		panic(fmt.Sprintf("jobs: insert-only river client: %v", err))
+	}
+	return rc
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
+	"github.com/hookrelay/hookrelay/relay"
 )
 
 // healthRow is a webhook's hookrelay.webhook_health row.
@@ -85,6 +86,7 @@ func TestBreaker_OpensParksProbesAndClosesWithNoAttemptLostOrWasted(t *testing.T
 	cfg.Breaker = deliver.BreakerConfig{Failures: 3, Cooldown: 300 * time.Millisecond, MaxCooldown: 600 * time.Millisecond}
 	h.startWorker(cfg)
 
+	start := time.Now() // the breaker opens after this: probes are bounded by the time since
 	var all []uuid.UUID
 	for range 3 {
 		all = append(all, h.delivery(wh.ID, 10))
@@ -98,7 +100,6 @@ func TestBreaker_OpensParksProbesAndClosesWithNoAttemptLostOrWasted(t *testing.T
 	// While the endpoint keeps failing, deliveries wait parked (the new
 	// ones, and the first three when their retries come due): one at a
 	// time goes as a probe, once per cool-down.
-	opened := time.Now()
 	testwait.Until(t, 10*time.Second, func() bool {
 		return h.count(`SELECT count(*) FROM hookrelay.deliveries WHERE id = ANY($1) AND parked_at IS NOT NULL`, all) >= 10 &&
 			h.count(`SELECT count(*) FROM hookrelay.delivery_attempts WHERE delivery_id = ANY($1)`, all) >= 4
@@ -117,7 +118,7 @@ func TestBreaker_OpensParksProbesAndClosesWithNoAttemptLostOrWasted(t *testing.T
 	// most one per cool-down (300 ms, growing) while it was open.
 	failed := h.count(`SELECT count(*) FROM hookrelay.delivery_attempts WHERE delivery_id = ANY($1) AND status_code = 500`, all)
 	total := h.count(`SELECT count(*) FROM hookrelay.delivery_attempts WHERE delivery_id = ANY($1)`, all)
-	probes, maxProbes := failed-3, int(healed.Sub(opened)/(300*time.Millisecond))+1
+	probes, maxProbes := failed-3, int(healed.Sub(start)/(300*time.Millisecond))+1
 	if total != len(all)+failed || probes < 1 || probes > maxProbes {
 		t.Fatalf("%d attempts of which %d failed: want %d successes, 3 failures before the breaker opened "+
 			"and 1–%d failed probes", total, failed, len(all), maxProbes)
@@ -231,5 +232,49 @@ func TestWorker_ExhaustedDeliveryEmitsDeliveryFailed(t *testing.T) {
 	h.waitStatus(opsID, "failed", 10*time.Second)
 	if n := h.count(`SELECT count(*) FROM hookrelay.outbox WHERE event_type = 'delivery.failed'`); n != 1 {
 		t.Fatalf("%d delivery.failed events, want 1: a failed delivery of delivery.failed must not emit another", n)
+	}
+}
+
+// TestOperationalEvents_ReachASubscribedWebhook: with a relay running, the
+// breaker's and the dead letter's events reach a webhook that subscribed to
+// them, as ordinary signed deliveries.
+func TestOperationalEvents_ReachASubscribedWebhook(t *testing.T) {
+	t.Parallel()
+	h, _, _, wh, cfg := newFailingEndpoint(t)
+	opsRC := newReceiver(t, nil)
+	var ops uuid.UUID
+	if err := h.db.Pool.QueryRow(t.Context(), `INSERT INTO hookrelay.webhooks (project_id, name, url, secret, event_types)
+		VALUES ($1, 'ops', $2, 'whsec_ops', $3) RETURNING id`, h.project, opsRC.URL, deliver.OperationalEventTypes()).Scan(&ops); err != nil {
+		t.Fatal(err)
+	}
+	r := relay.New(h.db.Pool, h.rdb, relay.Config{Stream: h.keys.Stream, PollInterval: 50 * time.Millisecond}, nil, nil)
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	cfg.Breaker = deliver.BreakerConfig{Failures: 2, Cooldown: time.Hour}
+	h.startWorker(cfg)
+	h.delivery(wh.ID, 1)
+	h.delivery(wh.ID, 1)
+
+	want := map[string]bool{deliver.EventWebhookCircuitOpened: true, deliver.EventDeliveryFailed: true}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	reqs, err := opsRC.Wait(ctx, func(reqs []receiver.Request) bool {
+		seen := map[string]int{}
+		for _, r := range reqs {
+			var ev struct{ Type string }
+			_ = json.Unmarshal(r.Body, &ev)
+			seen[ev.Type]++
+		}
+		return seen[deliver.EventWebhookCircuitOpened] == 1 && seen[deliver.EventDeliveryFailed] == 2
+	})
+	if err != nil {
+		t.Fatalf("operational events at the subscribed webhook: %d requests, want %v: %v", len(reqs), want, err)
+	}
+	for _, r := range reqs {
+		if r.Header.Get("X-Agenta-Signature") == "" {
+			t.Fatalf("operational event delivered unsigned: %v", r.Header)
+		}
 	}
 }

@@ -199,10 +199,10 @@ func (w *Worker) park(ctx context.Context, jobs []job, targets map[uuid.UUID]*ta
 // healthBatch is the arguments of hookrelay.record_health: one element per
 // webhook of a recording batch.
 type healthBatch struct {
-	ids                                []pgtype.UUID
-	succeeded                          []bool
-	tail                               []int32
-	firstTail, lastSuccess, lastFailed []*time.Time
+	ids                                       []pgtype.UUID
+	succeeded                                 []bool
+	tail                                      []int32
+	firstTail, lastSuccess, lastFailed, pause []*time.Time
 }
 
 // health summarizes, per webhook, the attempts of a batch that change its
@@ -211,9 +211,9 @@ type healthBatch struct {
 // costs no statement.
 func health(batch []attempted) *healthBatch {
 	type sum struct {
-		ok                      bool
-		tail                    int32
-		firstTail, lastOK, last *time.Time
+		ok                             bool
+		tail                           int32
+		firstTail, lastOK, last, pause *time.Time
 	}
 	per := map[uuid.UUID]*sum{}
 	var order []uuid.UUID
@@ -236,6 +236,12 @@ func health(batch []attempted) *healthBatch {
 			order = append(order, a.t.WebhookID)
 		}
 		at := a.res.Started
+		if until, ok := pauseOf(a.res); ok {
+			if s.pause == nil || until.After(*s.pause) {
+				s.pause = &until
+			}
+			needed = true
+		}
 		switch {
 		case a.res.Success():
 			s.ok, s.tail, s.firstTail, s.lastOK = true, 0, nil, &at
@@ -261,6 +267,7 @@ func health(batch []attempted) *healthBatch {
 		hb.firstTail = append(hb.firstTail, s.firstTail)
 		hb.lastSuccess = append(hb.lastSuccess, s.lastOK)
 		hb.lastFailed = append(hb.lastFailed, s.last)
+		hb.pause = append(hb.pause, s.pause)
 	}
 	return hb
 }
@@ -279,7 +286,7 @@ type transition struct {
 // makes land in out.
 func (w *Worker) queueHealth(b *pgx.Batch, hb *healthBatch, out *[]transition) {
 	c := w.cfg.Breaker
-	b.Queue(recordHealthSQL, hb.ids, hb.succeeded, hb.tail, hb.firstTail, hb.lastSuccess, hb.lastFailed,
+	b.Queue(recordHealthSQL, hb.ids, hb.succeeded, hb.tail, hb.firstTail, hb.lastSuccess, hb.lastFailed, hb.pause,
 		c.Failures, c.Cooldown, c.MaxCooldown, c.DisableAfter).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var t transition

@@ -57,6 +57,14 @@ type target struct {
 	Circuit   string // the breaker: closed, open, half_open
 	ProbeDue  bool   // open past its cool-down (or half_open past its probe's lease)
 	Unhealthy bool   // failing, or the breaker not closed: a success must be recorded in its health
+
+	PausedUntil *time.Time // a 429 or 503 with Retry-After paused the endpoint until then
+	RateLimit   *int32     // deliveries per second, across workers
+	MaxInFlight *int32     // concurrent requests, across workers
+	SlotHeld    *time.Time // the rate-limit slot it was deferred to, now or within 50 ms
+
+	startAt time.Time // the rate-limit slot reserved for it in this process
+	holding bool      // it holds an in-flight place, released after the attempt
 }
 
 // sendable reports whether t would get an HTTP attempt now.
@@ -144,7 +152,7 @@ func (w *Worker) start(ctx context.Context, jobs []job) {
 		w.release(len(jobs))
 		return
 	}
-	for _, j := range w.triage(ctx, jobs, targets) {
+	for _, j := range w.regulate(ctx, w.triage(ctx, jobs, targets), targets) {
 		go w.handle(ctx, j, targets[j.id])
 	}
 }
@@ -226,7 +234,7 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 			if err := rows.Scan(&t.ID, &t.WebhookID, &t.Status, &t.Attempts, &t.MaxAttempts,
 				&t.EventID, &t.EventType, &t.EventAt, &t.ProjectID, &t.Payload, &t.Due,
 				&t.WebhookFound, &t.Active, &t.DisabledReason, &t.URL, &t.Secret, &t.PrevSecrets, &t.Headers,
-				&t.Circuit, &t.ProbeDue, &t.Unhealthy); err != nil {
+				&t.Circuit, &t.ProbeDue, &t.Unhealthy, &t.PausedUntil, &t.RateLimit, &t.MaxInFlight, &t.SlotHeld); err != nil {
 				return fmt.Errorf("scan delivery: %w", err)
 			}
 			out[t.ID] = t
@@ -296,6 +304,9 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 		return false, err
 	}
 	secrets := append([]string{deref(t.Secret)}, t.PrevSecrets...)
+	if !waitForSlot(ctx, t) {
+		return false, errAbandoned
+	}
 	res := w.sender.Send(ctx, httpsend.Request{
 		URL:        deref(t.URL),
 		DeliveryID: t.ID,
@@ -304,6 +315,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 		Secrets:    secrets,
 		Headers:    headerMap(t.Headers),
 	})
+	w.afterAttempt(ctx, t, res)
 	if w.isKilled() || !w.submit(ctx, attempted{j: j, t: t, res: res}) {
 		return false, errAbandoned
 	}

@@ -19,7 +19,10 @@ SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
             ELSE hookrelay.valid_previous_secrets(w.previous_secrets) END,
        w.headers,
        coalesce(h.circuit, 'closed'), coalesce(h.retry_at <= now(), false) AS probe_due,
-       coalesce(h.consecutive_failures > 0 OR h.circuit <> 'closed', false) AS unhealthy
+       coalesce(h.consecutive_failures > 0 OR h.circuit <> 'closed', false) AS unhealthy,
+       CASE WHEN h.paused_until > now() THEN h.paused_until END AS paused_until,
+       w.rate_limit, w.max_in_flight,
+       CASE WHEN d.slot_at <= now() + interval '50 milliseconds' THEN d.slot_at END AS slot_held
 FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
 LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = d.webhook_id
@@ -79,6 +82,7 @@ SET attempts = u.attempts,
     last_error = u.last_error,
     delivered_at = CASE WHEN u.status = 'delivered' AND d.status <> 'delivered' THEN now() ELSE d.delivered_at END,
     parked_at = NULL,
+    slot_at = NULL,
     updated_at = now()
 FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::integer[], $7::text[])
     AS u(id, attempts, status, next_attempt_at, last_attempt_at, last_response_status, last_error)
@@ -108,7 +112,7 @@ FROM off`
 
 // recordHealthSQL folds a recording batch's attempts into their webhooks'
 // health (migration 00012) and returns the transitions.
-const recordHealthSQL = `SELECT * FROM hookrelay.record_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+const recordHealthSQL = `SELECT * FROM hookrelay.record_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
 // emitFailedSQL emits one delivery.failed event per element.
 const emitFailedSQL = `
@@ -121,14 +125,18 @@ UPDATE hookrelay.webhook_health
 SET circuit = 'half_open', retry_at = now() + $2::interval, updated_at = now()
 WHERE webhook_id = $1 AND circuit <> 'closed' AND retry_at <= now()`
 
-// parkSQL parks pending deliveries (in id order, the lock order): no stream
-// entry, no retry job, until their webhook's breaker closes.
-const parkSQL = `
+// lockPendingSQL locks the pending deliveries of $1 in id order (the lock
+// order), as "locked", for the UPDATE that follows it.
+const lockPendingSQL = `
 WITH locked AS (
     SELECT id FROM hookrelay.deliveries
     WHERE id = ANY($1) AND status = 'pending'
     ORDER BY id FOR UPDATE
-)
+)`
+
+// parkSQL parks pending deliveries (in id order, the lock order): no stream
+// entry, no retry job, until their webhook's breaker closes.
+const parkSQL = lockPendingSQL + `
 UPDATE hookrelay.deliveries d
 SET parked_at = now(), next_attempt_at = NULL, updated_at = now()
 FROM locked WHERE d.id = locked.id`
@@ -139,6 +147,15 @@ const openCircuitsSQL = `
 SELECT webhook_id FROM hookrelay.webhook_health
 WHERE webhook_id = ANY($1) AND circuit <> 'closed'
 ORDER BY webhook_id FOR SHARE`
+
+// deferSQL moves deliveries (in id order, the lock order) to a later
+// attempt without using one: their webhook is rate-limited, paused, or at
+// its in-flight limit. slot_at is the slot reserved for each, if any.
+const deferSQL = lockPendingSQL + `
+UPDATE hookrelay.deliveries d
+SET next_attempt_at = u.at, slot_at = u.slot_at, updated_at = now()
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS u(id, at, slot_at), locked
+WHERE d.id = u.id AND locked.id = u.id`
 
 // unparkSQL takes deliveries out of the parking.
 const unparkSQL = `

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 
+	"github.com/hookrelay/hookrelay/internal/flow"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
@@ -147,6 +148,7 @@ type Worker struct {
 	m      *metrics.Metrics
 	log    *slog.Logger
 	sender *httpsend.Sender
+	flow   *flow.Limiter // per-endpoint rate and in-flight limits, shared through Redis
 
 	slots chan struct{} // one token per HTTP attempt that may be in flight
 	loads chan struct{} // one token per load of a read's deliveries that may be in flight
@@ -159,6 +161,7 @@ type Worker struct {
 	// One tracker per loop that retries a dependency.
 	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
 	loadTrack, finishTrack           *outage.Tracker // Postgres (each flusher has its own)
+	flowTrack                        *outage.Tracker // Redis, for flow control
 	draining                         chan struct{}   // closed by Stop: record batches without lingering
 
 	mu       sync.Mutex
@@ -194,6 +197,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		m:        m,
 		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
+		flow:     flow.New(rdb, cfg.Stream),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		loads:    make(chan struct{}, maxLoads),
 		inflight: make(map[string]uuid.UUID),
@@ -206,6 +210,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 	track := w.tracker
 	w.readTrack, w.claimTrack, w.beatTrack = track("redis", "read stream"), track("redis", "reclaim entries"), track("redis", "heartbeat")
 	w.loadTrack, w.finishTrack = track("postgres", "load deliveries"), track("postgres", "finish unsent deliveries")
+	w.flowTrack = track("redis", "flow control")
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
 	}

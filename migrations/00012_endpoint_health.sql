@@ -47,6 +47,9 @@ ALTER TABLE hookrelay.webhooks
 -- entry, no retry job, left alone by the reconciler; closing the breaker
 -- publishes the webhook's parked deliveries again (in id order, by this index).
 ALTER TABLE hookrelay.deliveries ADD COLUMN parked_at timestamptz;
+-- A delivery of a rate-limited webhook deferred to the slot it reserved
+-- (internal/flow) is sent at that time without reserving again.
+ALTER TABLE hookrelay.deliveries ADD COLUMN slot_at timestamptz;
 CREATE INDEX deliveries_parked_idx ON hookrelay.deliveries (webhook_id, id) WHERE parked_at IS NOT NULL;
 
 -- record_health folds one recording batch's attempts into the health of
@@ -56,6 +59,8 @@ CREATE INDEX deliveries_parked_idx ON hookrelay.deliveries (webhook_id, id) WHER
 --   transition 'reopened' a probe failed; the breaker is open again, longer
 --   transition 'closed'   an attempt succeeded while the breaker was not closed
 --   transition 'disabled' no success for disable_after: the webhook is deactivated
+-- pause is when a 429 or 503 with Retry-After lets the endpoint be tried
+-- again (NULL if none): the whole endpoint waits until then.
 -- It emits the operational events webhook.circuit_opened, .circuit_closed and
 -- .disabled through hookrelay.emit, in the caller's transaction, into the
 -- webhook's project. Attempts of webhooks deleted or deactivated meanwhile
@@ -65,7 +70,7 @@ CREATE INDEX deliveries_parked_idx ON hookrelay.deliveries (webhook_id, id) WHER
 CREATE FUNCTION hookrelay.record_health(
     webhook_ids uuid[], succeeded boolean[], tail_failures integer[],
     first_tail_failure timestamptz[], last_success timestamptz[], last_failure timestamptz[],
-    threshold integer, cooldown interval, max_cooldown interval, disable_after interval)
+    pause timestamptz[], threshold integer, cooldown interval, max_cooldown interval, disable_after interval)
 RETURNS TABLE (webhook_id uuid, project_id uuid, transition text, consecutive_failures integer,
                failing_since timestamptz, retry_at timestamptz)
 LANGUAGE plpgsql AS $$
@@ -78,8 +83,8 @@ DECLARE
     ev  jsonb;
 BEGIN
     FOR u IN
-        SELECT * FROM unnest(webhook_ids, succeeded, tail_failures, first_tail_failure, last_success, last_failure)
-            AS t(id, ok, tail, first_fail, last_ok, last_fail)
+        SELECT * FROM unnest(webhook_ids, succeeded, tail_failures, first_tail_failure, last_success, last_failure, pause)
+            AS t(id, ok, tail, first_fail, last_ok, last_fail, pause_until)
         ORDER BY id
     LOOP
         SELECT * INTO w FROM hookrelay.webhooks WHERE id = u.id AND is_active;
@@ -88,7 +93,7 @@ BEGIN
         END IF;
         SELECT * INTO h FROM hookrelay.webhook_health WHERE webhook_id = u.id FOR UPDATE;
         IF NOT FOUND THEN
-            IF u.tail = 0 THEN
+            IF u.tail = 0 AND u.pause_until IS NULL THEN
                 CONTINUE; -- a success on an endpoint that was never failing: nothing to write
             END IF;
             INSERT INTO hookrelay.webhook_health (webhook_id) VALUES (u.id) ON CONFLICT DO NOTHING;
@@ -96,6 +101,7 @@ BEGIN
         END IF;
         old := h.circuit;
         transition := NULL;
+        h.paused_until := greatest(h.paused_until, u.pause_until);
         IF u.ok THEN
             h.consecutive_failures := u.tail;
             h.failing_since := CASE WHEN u.tail > 0 THEN u.first_fail END;
@@ -137,7 +143,7 @@ BEGIN
         SET circuit = h.circuit, consecutive_failures = h.consecutive_failures,
             failing_since = h.failing_since, last_success_at = h.last_success_at,
             last_failure_at = h.last_failure_at, opened_at = h.opened_at, retry_at = h.retry_at,
-            failed_probes = h.failed_probes, updated_at = now()
+            failed_probes = h.failed_probes, paused_until = h.paused_until, updated_at = now()
         WHERE x.webhook_id = u.id;
         IF transition IS NULL THEN
             CONTINUE;
@@ -172,6 +178,6 @@ $$;
 -- +goose Down
 DROP FUNCTION hookrelay.record_health;
 DROP INDEX hookrelay.deliveries_parked_idx;
-ALTER TABLE hookrelay.deliveries DROP COLUMN parked_at;
+ALTER TABLE hookrelay.deliveries DROP COLUMN parked_at, DROP COLUMN slot_at;
 ALTER TABLE hookrelay.webhooks DROP COLUMN disabled_at, DROP COLUMN rate_limit, DROP COLUMN max_in_flight;
 DROP TABLE hookrelay.webhook_health;

@@ -28,6 +28,7 @@ type Metrics struct {
 	PoisonEntries     prometheus.Counter // entries moved aside after repeated processing errors
 
 	DeliveriesParked   prometheus.Counter     // deliveries held back while their webhook's breaker is open
+	DeliveriesDeferred *prometheus.CounterVec // by reason: rate_limit, max_in_flight, paused
 	CircuitTransitions *prometheus.CounterVec // by transition: opened, reopened, closed, disabled
 	Circuits           *prometheus.GaugeVec   // webhooks by breaker state (open, half_open), set by the reconciler
 
@@ -80,6 +81,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		PoisonEntries:     f.counter("hookrelay_poison_entries_total", "Stream entries moved aside after repeated processing errors."),
 		DeliveriesParked: f.counter("hookrelay_deliveries_parked_total",
 			"Deliveries held back (parked) because their webhook's circuit breaker was open."),
+		DeliveriesDeferred: f.counterVec("hookrelay_deliveries_deferred_total",
+			"Deliveries moved to a later attempt, using none, by their webhook's flow control: rate_limit, max_in_flight, paused.", "reason"),
 		CircuitTransitions: f.counterVec("hookrelay_circuit_transitions_total",
 			"Changes of webhooks' endpoint health: opened, reopened (a probe failed), closed, disabled.", "transition"),
 		Circuits: f.gaugeVec("hookrelay_webhook_circuits",

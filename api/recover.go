@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -39,6 +41,9 @@ type recoverInput struct {
 	Since  *string `json:"since"`
 	Until  *string `json:"until"`
 	Status *string `json:"status"`
+	// Enable re-enables a disabled webhook (as PATCH is_active true does:
+	// its reason cleared, its health reset) in the recovery's transaction.
+	Enable *bool `json:"enable"`
 }
 
 // request validates in; every refusal names its field.
@@ -101,6 +106,11 @@ func (a *app) recoverWebhook(w http.ResponseWriter, r *http.Request) error {
 	var rec deliver.Recovery
 	var created bool
 	err = pgx.BeginFunc(r.Context(), a.pool, func(tx pgx.Tx) error {
+		if in.Enable != nil && *in.Enable {
+			if err := enableWebhook(r.Context(), tx, project, id); err != nil {
+				return err
+			}
+		}
 		rec, created, err = deliver.StartRecovery(r.Context(), tx, a.jobs, req)
 		return err
 	})
@@ -109,7 +119,7 @@ func (a *app) recoverWebhook(w http.ResponseWriter, r *http.Request) error {
 		return notFound("webhook")
 	case errors.Is(err, deliver.ErrWebhookInactive):
 		return &apiError{Status: http.StatusConflict, Code: codeConflict,
-			Message: "is_active: the webhook is disabled; enable it first (PATCH is_active true), then recover"}
+			Message: "is_active: the webhook is disabled; enable it first (PATCH is_active true), or send enable: true"}
 	case errors.Is(err, deliver.ErrEmptyWindow):
 		return invalid("since", "must be before until and before the time of the request")
 	case err != nil:
@@ -122,6 +132,21 @@ func (a *app) recoverWebhook(w http.ResponseWriter, r *http.Request) error {
 			"recovery_id", rec.ID, "total", rec.Total)
 	}
 	writeJSON(w, status, showRecovery(rec))
+	return nil
+}
+
+// enableWebhook re-enables a disabled webhook of project in tx, locking its
+// health row before the webhook (the worker's order); an active one is left
+// as it is.
+func enableWebhook(ctx context.Context, tx pgx.Tx, project, id uuid.UUID) error {
+	if _, err := tx.Exec(ctx, resetHealthSQL, project, id); err != nil {
+		return fmt.Errorf("reset health of webhook %s: %w", id, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE hookrelay.webhooks
+		SET is_active = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+		WHERE project_id = $1 AND id = $2 AND NOT is_active`, project, id); err != nil {
+		return fmt.Errorf("enable webhook %s: %w", id, err)
+	}
 	return nil
 }
 

@@ -463,3 +463,33 @@ func toJSON(v any) string {
 	}
 	return string(b)
 }
+
+// TestRecover_EnableReEnablesADisabledWebhookAndRecoversItsWindow: an
+// auto-disabled webhook is re-enabled and its skipped deliveries re-sent
+// by one call; without enable it is a 409 that changes nothing.
+func TestRecover_EnableReEnablesADisabledWebhookAndRecoversItsWindow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	rc := testreceiver.New(t)
+	hook := e.createWebhook(rc.URL, nil)["id"].(string)
+	w := newWindow()
+	e.insertDeliveries(hook, 4, w.at(1), "skipped")
+	e.exec(`UPDATE hookrelay.webhooks SET is_active = false, disabled_reason = 'endpoint failed without a success since then',
+		disabled_at = now() WHERE id = $1`, hook)
+	e.exec(`INSERT INTO hookrelay.webhook_health (webhook_id, circuit, consecutive_failures, failing_since)
+		VALUES ($1, 'open', 40, now() - interval '5 days')`, hook)
+	e.startPipeline(e.rdb)
+
+	e.do("POST", "/webhooks/"+hook+"/recover", w.body(nil)).wantError(t, http.StatusConflict, "conflict", "is_active:")
+	if n := e.count(`SELECT count(*) FROM hookrelay.recoveries`); n != 0 {
+		t.Fatalf("a refused recovery stored %d rows", n)
+	}
+	rec := e.do("POST", "/webhooks/"+hook+"/recover", w.body(func(b map[string]any) { b["enable"] = true })).want(t, http.StatusAccepted)
+	e.waitRecovery("/webhooks/"+hook+"/recoveries/"+rec["id"].(string), "done", 20*time.Second)
+	got := e.do("GET", "/webhooks/"+hook, nil).want(t, http.StatusOK)
+	health := got["health"].(map[string]any)
+	if got["is_active"] != true || got["disabled_reason"] != nil || health["circuit"] != "closed" {
+		t.Fatalf("after recover with enable: is_active %v, disabled_reason %v, health %v", got["is_active"], got["disabled_reason"], health)
+	}
+	rc.WaitFor(t, 20*time.Second, "the four skipped deliveries", func(r []testreceiver.Request) bool { return len(r) >= 4 })
+}

@@ -2,7 +2,8 @@
 // leader only) that deletes published outbox rows created more than
 // RetentionConfig.OutboxAge ago (in the relay's order, oldest first)
 // and finished deliveries (delivered, failed or skipped) last updated more
-// than RetentionConfig.DeliveriesAge ago, with their attempts (ON DELETE CASCADE).
+// than RetentionConfig.DeliveriesAge ago, with their attempts (ON DELETE
+// CASCADE), and bulk recoveries finished that long ago.
 //
 // It deletes in small batches, each its own short statement that skips rows
 // other transactions hold locked, so writers are never blocked for long; it
@@ -68,6 +69,7 @@ type RetentionResult struct {
 	Outbox     int
 	Deliveries int
 	Attempts   int  // attempts deleted with their deliveries
+	Recoveries int  // finished bulk recoveries
 	Incomplete bool // the budget ran out before everything old was deleted
 }
 
@@ -99,9 +101,9 @@ func (w *Retention) Work(ctx context.Context, _ *river.Job[RetentionArgs]) error
 	if err != nil {
 		return err
 	}
-	if res.Outbox > 0 || res.Deliveries > 0 {
+	if res.Outbox > 0 || res.Deliveries > 0 || res.Recoveries > 0 {
 		w.log.Info("pruned old rows", "outbox", res.Outbox, "deliveries", res.Deliveries,
-			"attempts", res.Attempts, "incomplete", res.Incomplete)
+			"attempts", res.Attempts, "recoveries", res.Recoveries, "incomplete", res.Incomplete)
 	}
 	return nil
 }
@@ -117,6 +119,10 @@ func (w *Retention) Prune(ctx context.Context) (RetentionResult, error) {
 		return res, err
 	}
 	res.Deliveries, res.Attempts, res.Incomplete, err = w.prune(ctx, deadline, "deliveries", pruneDeliveriesSQL, w.cfg.DeliveriesAge)
+	if err != nil || res.Incomplete {
+		return res, err
+	}
+	res.Recoveries, _, res.Incomplete, err = w.prune(ctx, deadline, "recoveries", pruneRecoveriesSQL, w.cfg.DeliveriesAge)
 	return res, err
 }
 
@@ -181,4 +187,16 @@ WITH gone AS (
     RETURNING id)
 SELECT (SELECT count(*)::int FROM gone),
        (SELECT count(*)::int FROM hookrelay.delivery_attempts WHERE delivery_id IN (SELECT id FROM gone))`
+
+	// A finished recovery goes with the deliveries it recovered; a running
+	// one stays whatever its age.
+	pruneRecoveriesSQL = `
+WITH gone AS (
+    DELETE FROM hookrelay.recoveries WHERE id IN (
+        SELECT id FROM hookrelay.recoveries
+        WHERE state <> 'running' AND finished_at < now() - $1::interval
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1)
+SELECT count(*)::int, 0 FROM gone`
 )

@@ -53,7 +53,13 @@ INSERT INTO hookrelay.deliveries (event_id, webhook_id, project_id, event_type, 
      now() - interval '90 days');
 INSERT INTO hookrelay.delivery_attempts (delivery_id, attempt, started_at, duration_ms)
 SELECT d.id, n, now() - interval '31 days', 1 FROM hookrelay.deliveries d, generate_series(1, 2) AS n
-WHERE d.event_type = 'old' OR n = 1;`)
+WHERE d.event_type = 'old' OR n = 1;
+
+INSERT INTO hookrelay.recoveries (project_id, webhook_id, since, until, state, cursor_created_at, finished_at)
+SELECT gen_random_uuid(), gen_random_uuid(), now() - interval '60 days', now() - interval '59 days', s,
+    now() - interval '60 days', f
+FROM (VALUES ('done', now() - interval '31 days'), ('canceled', now() - interval '31 days'),
+             ('done', now() - interval '29 days'), ('running', NULL)) AS r(s, f);`)
 	if err != nil {
 		t.Fatalf("insert fixtures: %v", err)
 	}
@@ -118,9 +124,10 @@ func TestPrune_DeletesOnlyOldPublishedOutboxAndOldFinishedDeliveriesWithAttempts
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res != (maintenance.RetentionResult{Outbox: 5, Deliveries: 5, Attempts: 10}) {
-		t.Fatalf("pruned %+v, want 5 outbox rows, 5 deliveries, 10 attempts", res)
+	if res != (maintenance.RetentionResult{Outbox: 5, Deliveries: 5, Attempts: 10, Recoveries: 2}) {
+		t.Fatalf("pruned %+v, want 5 outbox rows, 5 deliveries, 10 attempts, 2 recoveries", res)
 	}
+	wantLeft(t, pool, `SELECT state FROM hookrelay.recoveries`, map[string]int{"done": 1, "running": 1})
 	wantLeft(t, pool, outboxLeft, map[string]int{"recent": 1, "unpublished": 1})
 	wantLeft(t, pool, deliveriesLeft, map[string]int{"recent": 1, "pending": 1})
 	wantLeft(t, pool, attemptsLeft, map[string]int{"recent": 1, "pending": 1})

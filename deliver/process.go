@@ -295,6 +295,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 	}
 	maxAttempts := cmp.Or(max(t.MaxAttempts, 0), w.cfg.MaxAttempts)
 	if t.Attempts >= maxAttempts {
+		w.afterAttempt(ctx, t, httpsend.Result{}) // gives back an in-flight place it took
 		return false, w.finishUnsent(ctx, j, t, statusFailed, "no attempts left")
 	}
 

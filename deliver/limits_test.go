@@ -89,7 +89,7 @@ func TestLimits_RateLimitHoldsAcrossTwoWorkers(t *testing.T) {
 	// Slots are 50 ms apart and no request starts before its slot, so the
 	// last starts 1.95 s after the first slot (allow the first to have been
 	// 150 ms late). A request that starts late (a busy machine) lands in
-	// the next second with that second's own: allow two such per window.
+	// the next second with that second's own: allow three such per window.
 	if span := at[len(at)-1].Sub(at[0]); span < 1800*time.Millisecond {
 		t.Fatalf("40 requests within %s, want at least 1.8s at 20/s", span)
 	}
@@ -98,8 +98,8 @@ func TestLimits_RateLimitHoldsAcrossTwoWorkers(t *testing.T) {
 		for j < len(at) && at[j].Sub(at[i]) < time.Second {
 			j++
 		}
-		if n := j - i; n > 22 {
-			t.Fatalf("%d requests within one second from %s, want at most 20 and two late ones at 20/s", n, at[i].Format(time.StampMilli))
+		if n := j - i; n > 23 {
+			t.Fatalf("%d requests within one second from %s, want at most 20 and three late ones at 20/s", n, at[i].Format(time.StampMilli))
 		}
 	}
 }

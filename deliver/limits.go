@@ -49,6 +49,7 @@ type deferral struct {
 // Postgres to when they may go, as a retry that uses no attempt. When Redis
 // fails, the job goes unlimited (see package flow).
 func (w *Worker) regulate(ctx context.Context, jobs []job, targets map[uuid.UUID]*target) []job {
+	w.reserve(ctx, jobs, targets)
 	now := time.Now()
 	send := jobs[:0:0]
 	var later []deferral
@@ -64,20 +65,11 @@ func (w *Worker) regulate(ctx context.Context, jobs []job, targets map[uuid.UUID
 		}
 		slotAt := t.SlotHeld
 		if slotAt != nil {
-			t.startAt = *slotAt // a River job may publish it a little early
-		}
-		if t.RateLimit != nil && slotAt == nil {
-			rate := float64(*t.RateLimit)
-			at, err := w.flow.Reserve(ctx, t.WebhookID, rate, 1)
-			switch {
-			case err != nil:
-				w.flowTrouble(err)
-			case at.Sub(now) > min(maxHeldWait, time.Duration(heldSlotsPerEndpoint/rate*float64(time.Second))):
-				later = append(later, deferral{j: j, at: at, slotAt: &at, reason: deferRate})
+			if t.RateLimit != nil && slotAt.Sub(now) > heldWait(*t.RateLimit) {
+				later = append(later, deferral{j: j, at: *slotAt, slotAt: slotAt, reason: deferRate})
 				continue
-			default:
-				t.startAt, slotAt = at, &at
 			}
+			t.startAt = *slotAt
 		}
 		if t.MaxInFlight != nil {
 			ok, retryAt, err := w.flow.Acquire(ctx, t.WebhookID, int(*t.MaxInFlight), w.lease(), j.id.String())
@@ -95,6 +87,43 @@ func (w *Worker) regulate(ctx context.Context, jobs []job, targets map[uuid.UUID
 	}
 	w.deferJobs(ctx, later)
 	return send
+}
+
+// reserve reserves a rate-limit slot for every sendable, unpaused delivery
+// of a rate-limited webhook in jobs that holds none, in one round trip per
+// webhook (SlotHeld then holds it). When Redis fails they hold none, and go
+// unlimited.
+func (w *Worker) reserve(ctx context.Context, jobs []job, targets map[uuid.UUID]*target) {
+	need := map[uuid.UUID][]*target{}
+	var order []uuid.UUID
+	for _, j := range jobs {
+		t := targets[j.id]
+		if t == nil || !t.sendable() || t.PausedUntil != nil || t.RateLimit == nil || t.SlotHeld != nil {
+			continue
+		}
+		if need[t.WebhookID] == nil {
+			order = append(order, t.WebhookID)
+		}
+		need[t.WebhookID] = append(need[t.WebhookID], t)
+	}
+	for _, wh := range order {
+		ts := need[wh]
+		slots, err := w.flow.ReserveN(ctx, wh, float64(*ts[0].RateLimit), 1, len(ts))
+		if err != nil {
+			w.flowTrouble(err)
+			continue
+		}
+		for i, t := range ts {
+			t.SlotHeld = &slots[i]
+		}
+	}
+}
+
+// heldWait is how long a delivery may wait in the worker for its slot of an
+// endpoint limited to rate a second; a later slot is waited for through
+// Postgres.
+func heldWait(rate int32) time.Duration {
+	return min(maxHeldWait, time.Duration(heldSlotsPerEndpoint/float64(rate)*float64(time.Second)))
 }
 
 // lease is how long an in-flight place is held at most: the attempt's

@@ -61,7 +61,7 @@ type target struct {
 	PausedUntil *time.Time // a 429 or 503 with Retry-After paused the endpoint until then
 	RateLimit   *int32     // deliveries per second, across workers
 	MaxInFlight *int32     // concurrent requests, across workers
-	SlotHeld    *time.Time // the rate-limit slot it was deferred to, now or within 50 ms
+	SlotHeld    *time.Time // the rate-limit slot it was deferred to, due now and not stale
 
 	startAt time.Time // the rate-limit slot reserved for it in this process
 	holding bool      // it holds an in-flight place, released after the attempt

@@ -22,7 +22,11 @@ SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
        coalesce(h.consecutive_failures > 0 OR h.circuit <> 'closed', false) AS unhealthy,
        CASE WHEN h.paused_until > now() THEN h.paused_until END AS paused_until,
        w.rate_limit, w.max_in_flight,
-       CASE WHEN d.slot_at <= now() + interval '50 milliseconds' THEN d.slot_at END AS slot_held
+       -- A slot more than two intervals past is stale (its entry queued behind a
+       -- backlog): sending it now would burst, so it is reserved again.
+       CASE WHEN d.slot_at <= now() + interval '50 milliseconds'
+             AND d.slot_at >= now() - greatest(interval '100 milliseconds', make_interval(secs => 2.0 / w.rate_limit))
+            THEN d.slot_at END AS slot_held
 FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id
 LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = d.webhook_id

@@ -35,19 +35,34 @@ import (
 // start again from now while deliveries reserved before keep theirs: until
 // those are sent the endpoint may see up to twice its rate.
 func (l *Limiter) Reserve(ctx context.Context, webhookID uuid.UUID, perSecond float64, burst int) (at time.Time, err error) {
+	slots, err := l.ReserveN(ctx, webhookID, perSecond, burst, 1)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return slots[0], nil
+}
+
+// ReserveN reserves the next n slots of webhookID's rate limit at once, in
+// one round trip, as n calls of Reserve would one after the other: the
+// worker reserves for every delivery of an endpoint in a batch it read.
+func (l *Limiter) ReserveN(ctx context.Context, webhookID uuid.UUID, perSecond float64, burst, n int) ([]time.Time, error) {
 	iv, err := interval(perSecond)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("reserve a slot for webhook %s: %w", webhookID, err)
+		return nil, fmt.Errorf("reserve a slot for webhook %s: %w", webhookID, err)
 	}
-	if burst < 1 {
-		return time.Time{}, fmt.Errorf("reserve a slot for webhook %s: %w",
-			webhookID, invalid("burst %d, want at least 1", burst))
+	if burst < 1 || n < 1 {
+		return nil, fmt.Errorf("reserve a slot for webhook %s: %w",
+			webhookID, invalid("burst %d and n %d, want at least 1", burst, n))
 	}
-	r, err := reserveScript.Run(ctx, l.rdb, []string{l.key(webhookID, "rate")}, iv, burst).Int64Slice()
+	r, err := reserveScript.Run(ctx, l.rdb, []string{l.key(webhookID, "rate")}, iv, burst, n).Int64Slice()
 	if err != nil {
-		return time.Time{}, fmt.Errorf("reserve a slot for webhook %s: %w", webhookID, err)
+		return nil, fmt.Errorf("reserve %d slots for webhook %s: %w", n, webhookID, err)
 	}
-	return fromMicros(r[0]), nil
+	slots := make([]time.Time, n)
+	for i := range slots {
+		slots[i] = fromMicros(r[i+1])
+	}
+	return slots, nil
 }
 
 // PauseUntil makes every slot of webhookID's rate limit reserved from now on

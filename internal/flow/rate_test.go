@@ -158,3 +158,28 @@ func TestPauseUntil_PushesPastSlotsAlreadyReservedFurther(t *testing.T) {
 		t.Errorf("slot after a pause shorter than the backlog at %s, want %s: the next after those reserved", at, want)
 	}
 }
+
+func TestReserveN_ReservesConsecutiveSlotsInOneCall(t *testing.T) {
+	id := uuid.New()
+	a, b, _ := processes(t, id)
+	slots, err := a.ReserveN(context.Background(), id, 50, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burst 2: the first two at once, then 20 ms apart.
+	if !slots[1].Equal(slots[0]) {
+		t.Fatalf("slots %v: want the first two at once (burst 2)", slots)
+	}
+	for i := 2; i < len(slots); i++ {
+		if gap := slots[i].Sub(slots[i-1]); gap != 20*time.Millisecond {
+			t.Fatalf("slots %d and %d are %s apart, want 1/50 s", i-1, i, gap)
+		}
+	}
+	next, err := b.Reserve(context.Background(), id, 50, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap := next.Sub(slots[4]); gap != 20*time.Millisecond {
+		t.Fatalf("the next process's slot is %s after the batch's last, want 1/50 s", gap)
+	}
+}

@@ -86,7 +86,12 @@ func breakerFailure(res httpsend.Result) bool {
 func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*target) []job {
 	send := jobs[:0:0]
 	var held []job
+	seen := map[uuid.UUID]bool{}
 	for _, j := range jobs {
+		if t := targets[j.id]; t != nil && !seen[t.WebhookID] {
+			seen[t.WebhookID] = true
+			w.shares.setOpen(t.WebhookID, t.Circuit != circuitClosed) // for deliveries waiting in line here
+		}
 		if t := targets[j.id]; t != nil && t.Circuit != circuitClosed && t.sendable() {
 			held = append(held, j)
 			continue
@@ -120,6 +125,7 @@ func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*
 		w.release(len(park))
 		return send
 	}
+	w.release(len(park) - len(closed))
 	return append(send, closed...)
 }
 
@@ -136,7 +142,8 @@ func (w *Worker) claimProbe(ctx context.Context, webhook uuid.UUID) bool {
 }
 
 // park parks the deliveries of jobs, whose webhooks' breakers were open when
-// they were loaded, and acknowledges their entries. Deliveries of a webhook
+// they were loaded, and acknowledges their entries; the caller frees the
+// worker slots of the parked ones, if they hold any. Deliveries of a webhook
 // whose breaker closed meanwhile are not parked: park returns their jobs, to
 // send. The deliveries are locked before the health rows (the lock order),
 // and the health rows are read FOR SHARE: a breaker closing concurrently
@@ -188,7 +195,6 @@ func (w *Worker) park(ctx context.Context, jobs []job, targets map[uuid.UUID]*ta
 		entries = append(entries, w.withHeld(j)...)
 		w.finish(j)
 	}
-	w.release(len(jobs) - len(closed))
 	w.m.DeliveriesParked.Add(float64(len(jobs) - len(closed)))
 	if err := w.ack(ctx, entries...); err != nil && !w.isKilled() {
 		w.log.Warn("acknowledge parked deliveries; their entries stay pending (a second read parks them again)", "err", err)
@@ -326,6 +332,7 @@ func transitionJobs(ts []transition) []river.InsertManyParams {
 // observeTransitions counts and logs a committed batch's transitions.
 func (w *Worker) observeTransitions(ts []transition) {
 	for _, t := range ts {
+		w.shares.setOpen(t.WebhookID, t.Kind == "opened" || t.Kind == "reopened")
 		w.m.CircuitTransitions.WithLabelValues(t.Kind).Inc()
 		w.log.Warn("endpoint health changed", "webhook_id", t.WebhookID, "transition", t.Kind,
 			"consecutive_failures", t.Failures, "failing_since", t.FailingSince, "retry_at", t.RetryAt)

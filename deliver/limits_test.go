@@ -170,3 +170,39 @@ func TestLimits_LimitedBacklogDoesNotDelayOtherEndpoints(t *testing.T) {
 		t.Fatalf("%d of the backlog deferred to their slots, want nearly all", deferred)
 	}
 }
+
+// TestShares_HangingEndpointDoesNotStarveAHealthyOne: an endpoint that
+// never answers takes at most its share of the worker's slots, so a healthy
+// endpoint's deliveries behind it on the stream go through long before the
+// hanging requests time out (and long before its breaker can open).
+func TestShares_HangingEndpointDoesNotStarveAHealthyOne(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	hang := make(chan struct{})
+	deadRC := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-hang:
+		}
+	})
+	t.Cleanup(func() { close(hang) })
+	dead := h.webhook(deadRC.URL)
+	healthy := h.webhook(newReceiver(t, nil).URL)
+	cfg := h.config()
+	cfg.Concurrency = 16
+	cfg.Send.Timeout = 5 * time.Second
+	h.startWorker(cfg)
+
+	h.deliveries(dead.ID, 200)
+	testwait.Until(t, 5*time.Second, func() bool { return deadRC.Count() >= 8 },
+		func() string { return "the hanging endpoint got no requests" })
+	sent := time.Now()
+	ok := h.deliveries(healthy.ID, 50)
+	h.waitDelivered(ok, 10*time.Second)
+	if took := time.Since(sent); took > 2500*time.Millisecond {
+		t.Fatalf("the healthy endpoint's 50 deliveries took %s behind a hanging endpoint, want well under its 5s timeout", took)
+	}
+	if n := deadRC.Count(); n > cfg.Concurrency {
+		t.Fatalf("the hanging endpoint holds %d requests, more than the worker's %d slots", n, cfg.Concurrency)
+	}
+}

@@ -130,7 +130,9 @@ WHERE d.id IN (
 RETURNING d.id`
 
 // skipPendingSQL ends a chunk of a disabled webhook's pending deliveries,
-// parked or not (a retry job of one finds it finished, and stops there).
+// parked or not (a retry job of one finds it finished, and stops there). It
+// waits for rows another transaction holds (a worker parking or recording
+// them) rather than skip them: a row skipped here could stay parked.
 const skipPendingSQL = `
 UPDATE hookrelay.deliveries d
 SET status = 'skipped', parked_at = NULL, next_attempt_at = NULL, updated_at = now(),
@@ -141,5 +143,5 @@ WHERE w.id = $1 AND NOT w.is_active AND d.webhook_id = w.id
     SELECT id FROM hookrelay.deliveries
     WHERE webhook_id = $1 AND status = 'pending'
     ORDER BY id LIMIT $2
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE)
   AND d.status = 'pending'`

@@ -65,6 +65,7 @@ type target struct {
 
 	startAt time.Time // the rate-limit slot reserved for it in this process
 	holding bool      // it holds an in-flight place, released after the attempt
+	counted bool      // it holds one of its endpoint's share of the worker's slots
 }
 
 // sendable reports whether t would get an HTTP attempt now.
@@ -153,7 +154,7 @@ func (w *Worker) start(ctx context.Context, jobs []job) {
 		return
 	}
 	for _, j := range w.regulate(ctx, w.triage(ctx, jobs, targets), targets) {
-		go w.handle(ctx, j, targets[j.id])
+		w.launch(ctx, j, targets[j.id])
 	}
 }
 
@@ -249,8 +250,8 @@ func (w *Worker) load(ctx context.Context, jobs []job) (map[uuid.UUID]*target, e
 	return out, nil
 }
 
-// handle processes one entry in its own goroutine and releases its slot when
-// the HTTP attempt is over: recording it is the recorder's work, which
+// handle processes one entry in its own goroutine and passes its slot on
+// when the HTTP attempt is over (see shares): recording it is the recorder's work, which
 // finishes the job. A processing error leaves the entry pending for the claim
 // loop.
 func (w *Worker) handle(ctx context.Context, j job, t *target) {
@@ -259,7 +260,7 @@ func (w *Worker) handle(ctx context.Context, j job, t *target) {
 		if !handedOff {
 			w.finish(j)
 		}
-		w.release(1)
+		w.next(ctx, t) // its slot to the next in its endpoint's line, or free
 	}()
 	defer func() {
 		if r := recover(); r != nil {

@@ -149,6 +149,7 @@ type Worker struct {
 	log    *slog.Logger
 	sender *httpsend.Sender
 	flow   *flow.Limiter // per-endpoint rate and in-flight limits, shared through Redis
+	shares *shares       // each endpoint's share of this worker's slots
 
 	slots chan struct{} // one token per HTTP attempt that may be in flight
 	loads chan struct{} // one token per load of a read's deliveries that may be in flight
@@ -198,6 +199,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
 		flow:     flow.New(rdb, cfg.Stream),
+		shares:   newShares(),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		loads:    make(chan struct{}, maxLoads),
 		inflight: make(map[string]uuid.UUID),

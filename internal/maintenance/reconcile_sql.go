@@ -58,9 +58,15 @@ WITH picked AS (
       -- delivery whose breaker is closed (its publish job lost, or the
       -- webhook re-enabled before its parked deliveries were skipped) is
       -- published here like any other stale one.
-      AND (parked_at IS NULL OR NOT EXISTS (
-          SELECT 1 FROM hookrelay.webhook_health h
-          WHERE h.webhook_id = deliveries.webhook_id AND h.circuit <> 'closed'))
+      -- Nor one of a webhook disabled or deleted meanwhile: the worker
+      -- skips those.
+      AND (parked_at IS NULL
+           OR NOT EXISTS (
+               SELECT 1 FROM hookrelay.webhook_health h
+               WHERE h.webhook_id = deliveries.webhook_id AND h.circuit <> 'closed')
+           OR NOT EXISTS (
+               SELECT 1 FROM hookrelay.webhooks w
+               WHERE w.id = deliveries.webhook_id AND w.is_active))
       AND (next_attempt_at IS NULL OR next_attempt_at < $2)
       -- An unpublished event's deliveries are the relay's to publish (it
       -- does, once its batch succeeds); publishing them here as well sends

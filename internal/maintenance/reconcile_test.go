@@ -260,3 +260,40 @@ func TestWork_RunsTheReconciler(t *testing.T) {
 	}
 	wantIDs(t, e.published(t), id)
 }
+
+// TestReconcile_LeavesParkedDeliveriesAloneWhileTheirBreakerIsOpen: a
+// delivery parked behind an open breaker of an active webhook waits for the
+// breaker to close; one whose breaker closed without publishing it, or
+// whose webhook was disabled, is published like any stale delivery (the
+// worker then sends or skips it), so none stays parked forever.
+func TestReconcile_LeavesParkedDeliveriesAloneWhileTheirBreakerIsOpen(t *testing.T) {
+	t.Parallel()
+	e := sharedEnv(t)
+	park := func(active bool, circuit string) uuid.UUID {
+		t.Helper()
+		id := e.delivery(t, "pending", 10*time.Minute, nil)
+		var webhook uuid.UUID
+		if err := e.pool.QueryRow(context.Background(), `INSERT INTO hookrelay.webhooks
+			(project_id, name, url, secret, event_types, is_active) VALUES (gen_random_uuid(), 'w', 'https://x.example', 's', '{*}', $1)
+			RETURNING id`, active).Scan(&webhook); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.pool.Exec(context.Background(), `INSERT INTO hookrelay.webhook_health (webhook_id, circuit) VALUES ($1, $2)`,
+			webhook, circuit); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.pool.Exec(context.Background(), `UPDATE hookrelay.deliveries SET webhook_id = $2, parked_at = now()
+			WHERE id = $1`, id, webhook); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	park(true, "open") // waits for its breaker
+	park(true, "half_open")
+	closed := park(true, "closed")
+	disabled := park(false, "open")
+	if res := e.run(t); res.Stale != 2 {
+		t.Fatalf("run: %+v, want 2 stale", res)
+	}
+	wantIDs(t, e.published(t), closed, disabled)
+}

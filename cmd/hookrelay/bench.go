@@ -23,7 +23,7 @@ processes) against River's, the worker's memory, and flow control on the hot
 path (dead-endpoint, fairness: issue 13), in a database of its
 own (-db, dropped and recreated on the server of DATABASE_URL) and on Redis
 keys "bench:<random>" of REDIS_URL. The defaults are a smoke run of seconds;
--full takes the sizes of issues 6 and 11 (about 25 minutes on 2 cores):
+-full takes the sizes of issues 6, 11 and 13 (about 30 minutes on 2 cores):
 
   hookrelay bench -full -worker-bin self -json bench.json
   (= -emit-writers 8,32 -emit-duration 10s -emit-rounds 3 -drain-events 1000000

@@ -19,16 +19,18 @@ const benchUsage = `usage: hookrelay bench [flags]
 
 Measures emission overhead, relay drain, delivery throughput, end-to-end
 latency, a River-only baseline, the whole pipeline (relay and worker as child
-processes) against River's and the worker's memory, in a database of its
+processes) against River's, the worker's memory, and flow control on the hot
+path (dead-endpoint, fairness: issue 13), in a database of its
 own (-db, dropped and recreated on the server of DATABASE_URL) and on Redis
 keys "bench:<random>" of REDIS_URL. The defaults are a smoke run of seconds;
--full takes the sizes of issues 6 and 11 (about 25 minutes on 2 cores):
+-full takes the sizes of issues 6, 11 and 13 (about 30 minutes on 2 cores):
 
   hookrelay bench -full -worker-bin self -json bench.json
   (= -emit-writers 8,32 -emit-duration 10s -emit-rounds 3 -drain-events 1000000
      -deliveries 100000 -rate 1000 -latency-duration 30s -memory-pending 1000000
      -memory-duration 60s -pipeline-writers 8,32 -pipeline-duration 15s
-     -river-sweep -river-sweep-jobs 10000)
+     -river-sweep -river-sweep-jobs 10000 -flow-duration 10s -flow-rounds 2
+     -fair-backlog 50000)
 
 Flags set explicitly win over -full.
 
@@ -67,10 +69,10 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.IntVar(&s.EmitRounds, "emit-rounds", def.EmitRounds, "emit: rounds over all variants (the median counts)")
 	fs.IntVar(&s.DrainEvents, "drain-events", def.DrainEvents, "drain: backlog of events")
 	fs.IntVar(&s.RelayBatch, "relay-batch", def.RelayBatch, "drain, latency: events per relay claim")
-	fs.IntVar(&s.Deliveries, "deliveries", def.Deliveries, "deliver, river: deliveries to send")
+	fs.IntVar(&s.Deliveries, "deliveries", def.Deliveries, "deliver, river, dead-endpoint: deliveries to send (dead-endpoint: to the healthy endpoint, and as many to the dead one)")
 	fs.IntVar(&s.Concurrency, "concurrency", def.Concurrency, "deliver, latency, memory: the hookrelay worker's deliveries in flight")
 	fs.IntVar(&s.PoolSize, "pool", def.PoolSize, "Postgres connections of the worker and of the River baseline")
-	fs.IntVar(&s.Rate, "rate", def.Rate, "latency, river: events emitted per second")
+	fs.IntVar(&s.Rate, "rate", def.Rate, "latency, river, dead-endpoint, fairness: events emitted per second")
 	fs.DurationVar(&s.LatencyDuration, "latency-duration", def.LatencyDuration, "latency, river: how long events are emitted")
 	fs.IntVar(&s.MemoryPending, "memory-pending", def.MemoryPending, "memory: deliveries pending when the worker starts")
 	fs.DurationVar(&s.MemoryDuration, "memory-duration", def.MemoryDuration, "memory: longest the worker runs (it stops once drained)")
@@ -81,6 +83,9 @@ func benchFlags(def bench.Sizes) (*flag.FlagSet, *benchOptions) {
 	fs.IntVar(&s.RiverSweepJobs, "river-sweep-jobs", def.RiverSweepJobs, "river sweep: jobs per setting")
 	fs.Var((*intList)(&s.PipelineWriters), "pipeline-writers", "pipeline: writer counts, comma-separated, each run in turn")
 	fs.DurationVar(&s.PipelineDuration, "pipeline-duration", def.PipelineDuration, "pipeline: how long the writers commit at each writer count")
+	fs.DurationVar(&s.FlowDuration, "flow-duration", def.FlowDuration, "dead-endpoint, fairness: how long each latency phase emits (at -rate)")
+	fs.IntVar(&s.FlowRounds, "flow-rounds", def.FlowRounds, "dead-endpoint, fairness: rounds, each running both phases in turn (A then B; without then with the backlog)")
+	fs.IntVar(&s.FairBacklog, "fair-backlog", def.FairBacklog, "fairness: deliveries of the endpoint limited to 10/s on the stream ahead of the unlimited flow")
 	return fs, o
 }
 

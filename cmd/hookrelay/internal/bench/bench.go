@@ -1,7 +1,9 @@
 // Package bench measures hookrelay's pipeline on the machine it runs on:
 // emission overhead, relay drain, delivery throughput, end-to-end latency, a
 // River-only baseline (optionally swept over its settings), the whole
-// pipeline against River's, and the worker's memory, side by side in one run.
+// pipeline against River's, the worker's memory, and flow control on the hot
+// path (a dead endpoint next to a healthy one; a rate-limited backlog next
+// to an unlimited flow), side by side in one run.
 //
 // Every run works in a database of its own (Config.Database, dropped and
 // created from scratch on the server of Config.DatabaseURL, migrated with
@@ -36,11 +38,15 @@ const (
 	ScenarioRiver    = "river"
 	ScenarioPipeline = "pipeline"
 	ScenarioMemory   = "memory"
+	// Issue 13's flow control on the hot path.
+	ScenarioDeadEndpoint = "dead-endpoint"
+	ScenarioFairness     = "fairness"
 )
 
 // All lists every scenario in run order. The pipeline runs after river so
 // that its River baseline uses the settings a River sweep chose.
-var All = []string{ScenarioEmit, ScenarioDrain, ScenarioDeliver, ScenarioLatency, ScenarioRiver, ScenarioPipeline, ScenarioMemory}
+var All = []string{ScenarioEmit, ScenarioDrain, ScenarioDeliver, ScenarioLatency, ScenarioRiver, ScenarioPipeline, ScenarioMemory,
+	ScenarioDeadEndpoint, ScenarioFairness}
 
 // DefaultDatabase is the database a run creates (and drops) unless told
 // otherwise. Every bench database name must start with it.
@@ -65,6 +71,14 @@ type Sizes struct {
 	// turn, and how long the writers commit at each.
 	PipelineWriters  []int
 	PipelineDuration time.Duration
+	// dead-endpoint, fairness: how long each latency phase emits (at Rate),
+	// and how many times each pair of phases (A then B; without then with
+	// the backlog) runs, alternating, so that the machine's noise shows.
+	FlowDuration time.Duration
+	FlowRounds   int
+	// fairness: deliveries of the rate-limited endpoint on the stream ahead
+	// of the unlimited endpoint's flow.
+	FairBacklog int
 	// The River baseline's settings. It runs tuned, not at River's default
 	// fetch settings (100 ms cooldown, 1 s poll, which cap a client near
 	// workers×10 jobs/s): hookrelay is compared with the best plain
@@ -106,6 +120,7 @@ func Smoke() Sizes {
 		Rate: 200, LatencyDuration: 1500 * time.Millisecond,
 		MemoryPending: 1000, MemoryDuration: 5 * time.Second,
 		PipelineWriters: []int{8}, PipelineDuration: 2 * time.Second,
+		FlowDuration: time.Second, FlowRounds: 1, FairBacklog: 300,
 		RiverMaxWorkers: RiverTunedMaxWorkers, RiverFetchCooldown: RiverTunedFetchCooldown, RiverFetchPoll: RiverTunedFetchPoll,
 		RiverSweepJobs: 1000, RiverSweepMaxWorkers: RiverSweepMaxWorkers, RiverSweepCooldowns: RiverSweepCooldowns,
 	}
@@ -120,6 +135,7 @@ func Full() Sizes {
 		Rate: 1000, LatencyDuration: 30 * time.Second,
 		MemoryPending: 1_000_000, MemoryDuration: 60 * time.Second,
 		PipelineWriters: []int{8, 32}, PipelineDuration: 15 * time.Second,
+		FlowDuration: 10 * time.Second, FlowRounds: 2, FairBacklog: 50_000,
 		RiverMaxWorkers: RiverTunedMaxWorkers, RiverFetchCooldown: RiverTunedFetchCooldown, RiverFetchPoll: RiverTunedFetchPoll,
 		RiverSweep: true, RiverSweepJobs: 10_000, RiverSweepMaxWorkers: RiverSweepMaxWorkers, RiverSweepCooldowns: RiverSweepCooldowns,
 	}
@@ -195,7 +211,7 @@ func Run(ctx context.Context, cfg Config, scenarios []string) (*Report, error) {
 	runners := map[string]func(context.Context) error{
 		ScenarioEmit: e.runEmit, ScenarioDrain: e.runDrain, ScenarioDeliver: e.runDeliver,
 		ScenarioLatency: e.runLatency, ScenarioRiver: e.runRiver, ScenarioPipeline: e.runPipeline,
-		ScenarioMemory: e.runMemory,
+		ScenarioMemory: e.runMemory, ScenarioDeadEndpoint: e.runDeadEndpoint, ScenarioFairness: e.runFairness,
 	}
 	for _, s := range todo {
 		e.log.Info("bench: scenario starting", "scenario", s)
@@ -238,6 +254,7 @@ func (s Sizes) validate() error {
 		"relay batch": s.RelayBatch, "deliveries": s.Deliveries, "concurrency": s.Concurrency,
 		"pool size": s.PoolSize, "rate": s.Rate, "memory pending": s.MemoryPending,
 		"river max workers": s.RiverMaxWorkers, "river sweep jobs": s.RiverSweepJobs,
+		"flow rounds": s.FlowRounds, "fair backlog": s.FairBacklog,
 	} {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
@@ -246,7 +263,7 @@ func (s Sizes) validate() error {
 	for name, d := range map[string]time.Duration{
 		"emit duration": s.EmitDuration, "latency duration": s.LatencyDuration, "memory duration": s.MemoryDuration,
 		"river fetch cooldown": s.RiverFetchCooldown, "river fetch poll": s.RiverFetchPoll,
-		"pipeline duration": s.PipelineDuration,
+		"pipeline duration": s.PipelineDuration, "flow duration": s.FlowDuration,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))

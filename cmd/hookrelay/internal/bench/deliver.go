@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
 	"github.com/hookrelay/hookrelay/deliver"
@@ -29,8 +30,9 @@ type workerSide struct {
 	worker *deliver.Worker
 }
 
-// startWorker starts a River client and a worker on stream key and group.
-func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, error) {
+// startWorker starts a River client and a worker on stream key and group;
+// its metrics go to reg (nil: off, as in the throughput scenarios).
+func (e *env) startWorker(ctx context.Context, key, group string, reg prometheus.Registerer) (*workerSide, error) {
 	s := e.cfg.Sizes
 	pool, err := e.newPool(ctx, s.PoolSize)
 	if err != nil {
@@ -53,7 +55,7 @@ func (e *env) startWorker(ctx context.Context, key, group string) (*workerSide, 
 		// (and in the failed-attempt count) instead of stalling the run.
 		RetrySchedule: []time.Duration{time.Second}, ClaimIdle: 15 * time.Second,
 		Send: httpsend.Config{AllowPrivate: true},
-	}, nil, e.log)
+	}, reg, e.log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -82,33 +84,59 @@ func (w *workerSide) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// seedDeliveries creates n pending deliveries of h's webhook and puts their
-// ids on stream key, as the relay would have.
-func (e *env) seedDeliveries(ctx context.Context, h hook, n int, key string) error {
-	data, err := json.Marshal(newDeployment(h.Project, 1))
+// seedDeliveries creates n events' pending deliveries, one per hook (the
+// hooks of one project), and puts their ids on stream key in event order, as
+// the relay would have.
+func (e *env) seedDeliveries(ctx context.Context, n int, key string, hooks ...hook) error {
+	ids, err := e.insertDeliveries(ctx, n, hooks...)
 	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+		return err
 	}
+	return e.publish(ctx, key, ids)
+}
+
+// insertDeliveries creates n events' pending deliveries, one per hook (the
+// hooks of one project), without publishing them; it returns their ids in
+// event order, each event's deliveries in the order of hooks.
+func (e *env) insertDeliveries(ctx context.Context, n int, hooks ...hook) ([]uuid.UUID, error) {
+	data, err := json.Marshal(newDeployment(hooks[0].Project, 1))
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	webhooks, projects := make([]uuid.UUID, len(hooks)), make([]uuid.UUID, len(hooks))
+	for i, h := range hooks {
+		webhooks[i], projects[i] = h.ID, h.Project
+	}
+	out := make([]uuid.UUID, 0, n*len(hooks))
 	for done := 0; done < n; done += fillChunk {
 		rows, err := e.pool.Query(ctx, `INSERT INTO hookrelay.deliveries
     (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
-SELECT gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), $6 FROM generate_series(1, $5)
-RETURNING id`, h.ID, h.Project, eventType, data, min(fillChunk, n-done), deliver.DefaultMaxAttempts)
+SELECT ev.id, h.id, h.project, $3, $4::jsonb, now(), $6
+FROM (SELECT gen_random_uuid() AS id, g FROM generate_series(1, $5) g) ev
+CROSS JOIN unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS h(id, project, o)
+ORDER BY ev.g, h.o
+RETURNING id`, webhooks, projects, eventType, data, min(fillChunk, n-done), deliver.DefaultMaxAttempts)
 		if err != nil {
-			return fmt.Errorf("seed deliveries: %w", err)
+			return nil, fmt.Errorf("seed deliveries: %w", err)
 		}
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 		if err != nil {
-			return fmt.Errorf("seed deliveries: %w", err)
+			return nil, fmt.Errorf("seed deliveries: %w", err)
 		}
-		for i := 0; i < len(ids); i += publishChunk {
-			if err := stream.Publish(ctx, e.rdb, key, ids[i:min(i+publishChunk, len(ids))]); err != nil {
-				return fmt.Errorf("seed stream: %w", err)
-			}
-		}
+		out = append(out, ids...)
 	}
 	if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE hookrelay.deliveries`); err != nil {
-		return fmt.Errorf("analyse deliveries: %w", err)
+		return nil, fmt.Errorf("analyse deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// publish puts delivery ids on stream key, in order, a chunk per pipeline.
+func (e *env) publish(ctx context.Context, key string, ids []uuid.UUID) error {
+	for i := 0; i < len(ids); i += publishChunk {
+		if err := stream.Publish(ctx, e.rdb, key, ids[i:min(i+publishChunk, len(ids))]); err != nil {
+			return fmt.Errorf("seed stream: %w", err)
+		}
 	}
 	return nil
 }
@@ -142,12 +170,12 @@ func (e *env) runDeliver(ctx context.Context) error {
 	}
 	defer fx.rcv.close()
 	rcv, h, key, group := fx.rcv, fx.hook, fx.key, fx.group
-	if err := e.seedDeliveries(ctx, h, s.Deliveries, key); err != nil {
+	if err := e.seedDeliveries(ctx, s.Deliveries, key, h); err != nil {
 		return err
 	}
 
 	start := time.Now()
-	w, err := e.startWorker(ctx, key, group)
+	w, err := e.startWorker(ctx, key, group, nil)
 	if err != nil {
 		return err
 	}

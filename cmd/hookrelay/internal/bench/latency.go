@@ -149,7 +149,7 @@ func (e *env) runLatency(ctx context.Context) error {
 	}
 	defer fx.rcv.close()
 	rcv, h, key, group := fx.rcv, fx.hook, fx.key, fx.group
-	w, err := e.startWorker(ctx, key, group)
+	w, err := e.startWorker(ctx, key, group, nil)
 	if err != nil {
 		return err
 	}
@@ -183,17 +183,43 @@ func (e *env) runLatency(ctx context.Context) error {
 // measureLatency warms the pipeline up, then emits Rate events per second for
 // LatencyDuration with body and returns the sorted latencies.
 func (e *env) measureLatency(ctx context.Context, rcv *receiver, pool *pgxpool.Pool, project uuid.UUID, body emitFunc) ([]time.Duration, paced, error) {
-	s := e.cfg.Sizes
 	if err := e.warmUp(ctx, rcv, pool, project, body); err != nil {
 		return nil, paced{}, err
 	}
-	n := max(int(float64(s.Rate)*s.LatencyDuration.Seconds()), 1)
-	p, err := e.emitPaced(ctx, pool, project, n, s.Rate, body)
+	return e.pacedLatency(ctx, rcv, pool, project, body, e.cfg.Sizes.LatencyDuration)
+}
+
+// pacedLatency emits Rate events per second for d with body, with no
+// warm-up, and returns the sorted latencies from commit to first receipt.
+func (e *env) pacedLatency(ctx context.Context, rcv *receiver, pool *pgxpool.Pool, project uuid.UUID, body emitFunc, d time.Duration) ([]time.Duration, paced, error) {
+	rate := e.cfg.Sizes.Rate
+	n := max(int(float64(rate)*d.Seconds()), 1)
+	p, err := e.emitPaced(ctx, pool, project, n, rate, body)
 	if err != nil {
 		return nil, paced{}, err
 	}
-	lat, err := e.latencies(ctx, rcv, p, time.Minute+s.LatencyDuration)
+	lat, err := e.latencies(ctx, rcv, p, time.Minute+d)
 	return lat, p, err
+}
+
+// startEmitting starts a relay on fx's stream and opens a pool for the
+// application's writers, then warms the way to fx's receiver up; stop
+// closes both. A worker must be running on the stream.
+func (e *env) startEmitting(ctx context.Context, fx fixture) (app *pgxpool.Pool, stop func(), err error) {
+	stopRelay, err := e.runRelay(ctx, fx.key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if app, err = e.newPool(ctx, e.cfg.Sizes.Writers+1); err != nil {
+		stopRelay()
+		return nil, nil, err
+	}
+	stop = func() { app.Close(); stopRelay() }
+	if err := e.warmUp(ctx, fx.rcv, app, fx.hook.Project, emitGo); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("%w (%s)", err, e.diagnose(ctx, fx.key, fx.group))
+	}
+	return app, stop, nil
 }
 
 // warmUp sends warmup events through body and waits until each arrived, so

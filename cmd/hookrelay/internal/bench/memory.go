@@ -27,7 +27,7 @@ func (e *env) runMemory(ctx context.Context) error {
 	}
 	defer fx.rcv.close()
 	rcv, h, key, group := fx.rcv, fx.hook, fx.key, fx.group
-	if err := e.seedDeliveries(ctx, h, s.MemoryPending, key); err != nil {
+	if err := e.seedDeliveries(ctx, s.MemoryPending, key, h); err != nil {
 		return err
 	}
 	var peak, baseline int64
@@ -75,7 +75,7 @@ func (e *env) inProcessPeak(ctx context.Context, key, group string) (peak, basel
 	if baseline, _, err = procMemory(os.Getpid()); err != nil {
 		return 0, 0, err
 	}
-	w, err := e.startWorker(ctx, key, group)
+	w, err := e.startWorker(ctx, key, group, nil)
 	if err != nil {
 		return 0, 0, err
 	}

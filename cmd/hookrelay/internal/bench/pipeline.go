@@ -81,7 +81,7 @@ func (e *env) pipelineHookrelay(ctx context.Context, writers int) (pipelineRun, 
 // settings).
 func (e *env) startPipeline(ctx context.Context, key, group string) (stop func() error, mode string, err error) {
 	if e.cfg.Binary == "" {
-		w, err := e.startWorker(ctx, key, group)
+		w, err := e.startWorker(ctx, key, group, nil)
 		if err != nil {
 			return nil, "", err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,29 @@ func (r *receiver) received(ids []uuid.UUID) map[uuid.UUID]time.Time {
 		}
 	}
 	return out
+}
+
+// arrivals returns when each distinct event first arrived, in order.
+func (r *receiver) arrivals() []time.Time {
+	r.mu.Lock()
+	out := make([]time.Time, 0, len(r.firstSeen))
+	for _, t := range r.firstSeen {
+		out = append(out, t)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// newDeadReceiver starts an endpoint that accepts every request and never
+// answers: each one hangs until the sender's timeout (Close cuts them short).
+// Count says how many arrived.
+func newDeadReceiver() (*loopback.Receiver, error) {
+	srv, err := loopback.Start(loopback.Options{Forget: true, Respond: loopback.NewFlaky(loopback.Behavior{Hang: 1}).Respond})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return srv, nil
 }
 
 // firstCount is how many distinct events arrived.

@@ -57,7 +57,7 @@ CREATE TABLE bench.river_attempts (
 
 // resetSQL empties every table a scenario writes, so each starts alike.
 const resetSQL = `TRUNCATE hookrelay.outbox, hookrelay.deliveries, hookrelay.delivery_attempts,
-hookrelay.webhooks, hookrelay.river_job, bench.deploys, bench.deploys_emitting, bench.events,
+hookrelay.webhooks, hookrelay.webhook_health, hookrelay.river_job, bench.deploys, bench.deploys_emitting, bench.events,
 bench.river_attempts;
 SELECT setval('hookrelay.relay_idle', 1)`
 
@@ -180,7 +180,13 @@ type hook struct {
 // webhook creates an active webhook of a new project that receives every
 // event type at url.
 func (e *env) webhook(ctx context.Context, url string) (hook, error) {
-	h := hook{Project: uuid.New()}
+	return e.webhookIn(ctx, uuid.New(), url)
+}
+
+// webhookIn creates an active webhook of project that receives every event
+// type at url; two of one project receive the same events.
+func (e *env) webhookIn(ctx context.Context, project uuid.UUID, url string) (hook, error) {
+	h := hook{Project: project}
 	var err error
 	if h.Secret, err = signature.NewSecret(); err != nil {
 		return hook{}, err

@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hookrelay/hookrelay/deliver"
+)
+
+// deadPhase is the outcome of one phase of the dead-endpoint scenario, for
+// the healthy endpoint and, in phase B, the dead one.
+type deadPhase struct {
+	elapsed    time.Duration // worker start → the healthy endpoint's last first receipt
+	throughput float64       // the healthy endpoint's deliveries/s over elapsed
+	longestGap time.Duration // longest pause between two of its receipts meanwhile
+	lat        []time.Duration
+	p          paced
+	// Phase B only: what the dead endpoint cost.
+	deadRequests int // requests it received over the whole phase
+	deadAttempts int // attempts recorded for it
+	parked       int // its deliveries parked at the end
+}
+
+// runDeadEndpoint measures what a dead endpoint costs a healthy one (issue
+// 13): phase A delivers Deliveries to a healthy webhook alone, then measures
+// commit → receipt latency at Rate for FlowDuration; phase B does the same
+// with a second webhook of the same project, subscribed to the same events,
+// whose endpoint accepts every request and never answers (each attempt hangs
+// until the worker's default 10 s timeout). Only the circuit breaker, at its
+// defaults, protects the healthy endpoint. A and B alternate FlowRounds
+// times; the ratios compare the medians.
+func (e *env) runDeadEndpoint(ctx context.Context) error {
+	s := e.cfg.Sizes
+	var a, b []deadPhase
+	for r := 1; r <= s.FlowRounds; r++ {
+		for _, dead := range []bool{false, true} {
+			name := "a"
+			if dead {
+				name = "b"
+			}
+			if len(a)+len(b) > 0 {
+				if err := e.reset(ctx); err != nil {
+					return err
+				}
+			}
+			ph, err := e.deadEndpointPhase(ctx, dead)
+			if err != nil {
+				return fmt.Errorf("phase %s, round %d: %w", name, r, err)
+			}
+			e.reportDeadPhase(fmt.Sprintf("%s%d", name, r), dead, ph)
+			if dead {
+				b = append(b, ph)
+			} else {
+				a = append(a, ph)
+			}
+		}
+	}
+	e.reportDeadRatios(a, b)
+	return nil
+}
+
+// deadEndpointPhase runs one phase: with dead, the dead webhook is there.
+func (e *env) deadEndpointPhase(ctx context.Context, dead bool) (ph deadPhase, err error) {
+	s := e.cfg.Sizes
+	fx, err := e.fixture(ctx)
+	if err != nil {
+		return ph, err
+	}
+	defer fx.rcv.close()
+	hooks := []hook{fx.hook}
+	closeDead := func() {}
+	var deadCount func() int
+	if dead {
+		srv, err := newDeadReceiver()
+		if err != nil {
+			return ph, err
+		}
+		closeDead = sync.OnceFunc(srv.Close)
+		defer closeDead()
+		dh, err := e.webhookIn(ctx, fx.hook.Project, srv.URL+"/hook")
+		if err != nil {
+			return ph, err
+		}
+		hooks = append(hooks, dh)
+		deadCount = srv.Count
+	}
+	if err := e.seedDeliveries(ctx, s.Deliveries, fx.key, hooks...); err != nil {
+		return ph, err
+	}
+
+	start := time.Now()
+	w, err := e.startWorker(ctx, fx.key, fx.group, nil)
+	if err != nil {
+		return ph, err
+	}
+	defer func() { err = errors.Join(err, w.stop(ctx)) }()
+	// Cut the dead endpoint's hanging requests short before the worker
+	// stops, so that it does not wait out their timeouts.
+	defer closeDead()
+	if err := fx.rcv.waitDistinct(ctx, s.Deliveries, backlogTimeout(s.Deliveries)); err != nil {
+		return ph, fmt.Errorf("%w (%s)", err, e.diagnose(ctx, fx.key, fx.group))
+	}
+	ph.elapsed = time.Since(start)
+	ph.throughput = float64(s.Deliveries) / ph.elapsed.Seconds()
+	ph.longestGap = longestGap(start, fx.rcv.arrivals())
+
+	appPool, stopEmitting, err := e.startEmitting(ctx, fx)
+	if err != nil {
+		return ph, err
+	}
+	defer stopEmitting()
+	if ph.lat, ph.p, err = e.pacedLatency(ctx, fx.rcv, appPool, fx.hook.Project, emitGo, s.FlowDuration); err != nil {
+		return ph, fmt.Errorf("%w (%s)", err, e.diagnose(ctx, fx.key, fx.group))
+	}
+	if !dead {
+		return ph, nil
+	}
+	ph.deadRequests = deadCount()
+	err = e.pool.QueryRow(ctx, `SELECT
+    (SELECT count(*) FROM hookrelay.delivery_attempts a JOIN hookrelay.deliveries d ON d.id = a.delivery_id WHERE d.webhook_id = $1),
+    (SELECT count(*) FROM hookrelay.deliveries WHERE webhook_id = $1 AND parked_at IS NOT NULL)`, hooks[1].ID).
+		Scan(&ph.deadAttempts, &ph.parked)
+	if err != nil {
+		return ph, fmt.Errorf("count the dead endpoint's attempts: %w", err)
+	}
+	return ph, nil
+}
+
+// longestGap is the longest time between start and the first of sorted
+// times, or between two consecutive ones.
+func longestGap(start time.Time, sorted []time.Time) time.Duration {
+	var gap time.Duration
+	prev := start
+	for _, t := range sorted {
+		gap = max(gap, t.Sub(prev))
+		prev = t
+	}
+	return gap
+}
+
+// reportDeadPhase adds one phase's figures, keyed dead.<phase><round>.
+func (e *env) reportDeadPhase(tag string, dead bool, ph deadPhase) {
+	s := e.cfg.Sizes
+	what := "A, healthy endpoint alone"
+	if dead {
+		what = "B, healthy endpoint next to a dead one"
+	}
+	prefix := "dead." + tag
+	e.report.add(Figure{Key: prefix + ".throughput", Scenario: ScenarioDeadEndpoint, Name: what + ", deliveries/s",
+		Value: ph.throughput, Unit: "deliveries/s",
+		Note: fmt.Sprintf("%d deliveries in %s, longest pause between receipts %s", s.Deliveries,
+			ph.elapsed.Round(time.Millisecond), ph.longestGap.Round(time.Millisecond))})
+	for _, q := range []struct {
+		name string
+		p    float64
+	}{{"p50", 50}, {"p99", 99}} {
+		e.report.add(Figure{Key: prefix + "." + q.name, Scenario: ScenarioDeadEndpoint, Name: what + ", commit → receipt " + q.name,
+			Value: percentile(ph.lat, q.p), Unit: "ms",
+			Note: fmt.Sprintf("%d events at %.0f/s (asked %d/s)", len(ph.lat), ph.p.achieved, s.Rate)})
+	}
+	if dead {
+		e.report.add(Figure{Key: prefix + ".dead_requests", Scenario: ScenarioDeadEndpoint,
+			Name: "B, requests the dead endpoint received", Value: float64(ph.deadRequests), Unit: "requests",
+			Note: fmt.Sprintf("%d attempts recorded, %d of its %d deliveries parked; breaker opens after %d failures",
+				ph.deadAttempts, ph.parked, s.Deliveries+warmup+len(ph.lat), deliver.DefaultBreakerFailures)})
+	}
+}
+
+// reportDeadRatios adds B ÷ A for the healthy endpoint's medians; the note
+// gives A's own spread, the noise the ratio is to be read against.
+func (e *env) reportDeadRatios(a, b []deadPhase) {
+	for _, r := range []struct {
+		key, name string
+		of        func(deadPhase) float64
+	}{
+		{"throughput", "deliveries/s", func(ph deadPhase) float64 { return ph.throughput }},
+		{"p50", "latency p50", func(ph deadPhase) float64 { return percentile(ph.lat, 50) }},
+		{"p99", "latency p99", func(ph deadPhase) float64 { return percentile(ph.lat, 99) }},
+	} {
+		av, bv := apply(a, r.of), apply(b, r.of)
+		ma := median(av)
+		if ma == 0 {
+			continue
+		}
+		e.report.add(Figure{Key: "dead.ratio." + r.key, Scenario: ScenarioDeadEndpoint,
+			Name: "healthy endpoint's " + r.name + ", B ÷ A (medians)", Value: median(bv) / ma, Unit: "×",
+			Note: fmt.Sprintf("A %s, B %s; A's runs span %.2f–%.2f× their median", spread(av), spread(bv),
+				slices.Min(av)/ma, slices.Max(av)/ma)})
+	}
+}
+
+// apply maps phases to one of their figures.
+func apply[T any](xs []T, f func(T) float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
+// spread prints values in run order, e.g. "12,345 · 13,012".
+func spread(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = formatValue(x, "")
+	}
+	return strings.Join(parts, " · ")
+}

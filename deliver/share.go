@@ -15,6 +15,16 @@ const deferShare = "share"
 // minShare is the fewest slots an endpoint may always hold.
 const minShare = 4
 
+// The lines' bounds: an endpoint's line holds at most lineFactor ×
+// Concurrency deliveries, and all lines together at most maxLineBytes of
+// payload. A hanging endpoint's deliveries so wait in memory until its
+// breaker opens (one timeout) and are then parked at once, instead of going
+// round through Postgres every second or two meanwhile.
+const (
+	lineFactor   = 64
+	maxLineBytes = 64 << 20
+)
+
 // shares keeps one endpoint from holding the worker's slots: an endpoint
 // that hangs (every request waits for the timeout) would otherwise take
 // every slot within a second, and the others would get nothing until the
@@ -25,12 +35,13 @@ const minShare = 4
 // 256 on a loopback receiver). A delivery over its endpoint's share waits in
 // that endpoint's line, holding no slot (its stream entry stays pending
 // and heartbeated, as it is in flight here), and starts when one of the
-// endpoint's requests ends; a line longer than Concurrency is deferred
+// endpoint's requests ends; past the lines' bounds a delivery is deferred
 // through Postgres for a second or two instead.
 type shares struct {
 	mu       sync.Mutex
 	inflight map[uuid.UUID]int
 	waiting  map[uuid.UUID][]waiter
+	bytes    int                // payload held in the lines
 	open     map[uuid.UUID]bool // breakers this process knows to be open
 }
 
@@ -67,8 +78,9 @@ func (s *shares) admit(w waiter, concurrency int) (started, queued bool) {
 		w.t.counted = true
 		return true, false
 	}
-	if len(s.waiting[wh]) < concurrency {
+	if len(s.waiting[wh]) < lineFactor*concurrency && s.bytes+len(w.t.Payload) <= maxLineBytes {
 		s.waiting[wh] = append(s.waiting[wh], w)
+		s.bytes += len(w.t.Payload)
 		return false, true
 	}
 	if s.inflight[wh] == 0 {
@@ -95,8 +107,12 @@ func (s *shares) done(t *target, concurrency int) (next *waiter, park []waiter) 
 	case len(line) > 0 && s.open[wh]:
 		park = line
 		delete(s.waiting, wh)
+		for _, p := range park {
+			s.bytes -= len(p.t.Payload)
+		}
 	case len(line) > 0 && s.inflight[wh] < s.share(concurrency):
 		next = &line[0]
+		s.bytes -= len(next.t.Payload)
 		s.waiting[wh] = line[1:]
 		if len(line) == 1 {
 			delete(s.waiting, wh)

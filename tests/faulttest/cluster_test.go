@@ -238,8 +238,37 @@ func (c *cluster) waitQuiesced(timeout time.Duration) time.Duration {
 	}) {
 		return time.Since(start)
 	}
-	c.t.Fatalf("not quiesced after %s: %d events unpublished, %d deliveries pending (last error: %v)", timeout, unpublished, pending, err)
+	c.t.Errorf("not quiesced after %s: %d events unpublished, %d deliveries pending (last error: %v)", timeout, unpublished, pending, err)
+	c.describePending()
+	c.t.FailNow()
 	return 0
+}
+
+// describePending logs the deliveries still pending, for the failure message.
+func (c *cluster) describePending() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.pool.Query(ctx, `SELECT d.id::text, d.attempts, d.max_attempts,
+		coalesce(d.next_attempt_at::text, '-'), coalesce(d.parked_at::text, '-'), coalesce(d.slot_at::text, '-'),
+		d.updated_at::text, coalesce(d.last_error, '-'), coalesce(h.circuit, 'none'),
+		(SELECT count(*) FROM hookrelay.river_job j WHERE j.args ->> 'delivery_id' = d.id::text AND j.state <> 'completed')
+		FROM hookrelay.deliveries d LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = d.webhook_id
+		WHERE d.status = 'pending' LIMIT 20`)
+	if err != nil {
+		c.t.Logf("describe pending deliveries: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, next, parked, slot, updated, lastErr, circuit string
+		var attempts, maxAttempts, jobs int
+		if err := rows.Scan(&id, &attempts, &maxAttempts, &next, &parked, &slot, &updated, &lastErr, &circuit, &jobs); err != nil {
+			c.t.Logf("describe pending deliveries: %v", err)
+			return
+		}
+		c.t.Logf("pending %s: attempts %d/%d, next %s, parked %s, slot %s, updated %s, circuit %s, open retry jobs %d, last error %s",
+			id, attempts, maxAttempts, next, parked, slot, updated, circuit, jobs, lastErr)
+	}
 }
 
 // merged is the union of envs, a later one winning.

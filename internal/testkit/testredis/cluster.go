@@ -131,8 +131,10 @@ func slotMaster(ctx context.Context, rdb *redis.Client, key string) (string, err
 
 // KillMasterOf kills (SIGKILL) the master serving key's slot, as a crash
 // would, and returns its address; one of its replicas takes over after
-// ClusterNodeTimeout (see WaitFailover).
-func (c *Cluster) KillMasterOf(key string) string {
+// ClusterNodeTimeout (see WaitFailover). With lag > 0 its replicas are
+// stopped for that long before the kill, so the one promoted lacks the
+// master's last writes.
+func (c *Cluster) KillMasterOf(key string, lag time.Duration) string {
 	c.t.Helper()
 	addr, err := c.MasterOf(key)
 	if err != nil {
@@ -142,8 +144,7 @@ func (c *Cluster) KillMasterOf(key string) string {
 	if nd == nil {
 		c.t.Fatalf("testredis: the master of %q is %s, not a node of this Cluster", key, addr)
 	}
-	kill(nd.cmd)
-	nd.cmd = nil
+	killAfterLag(c.t, nd, "", c.nodes, lag)
 	return addr
 }
 

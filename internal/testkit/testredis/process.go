@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,4 +79,39 @@ func nodeByAddr(nodes []*node, addr string) *node {
 		}
 	}
 	return nil
+}
+
+// killAfterLag kills master (SIGKILL) after stopping its replicas
+// (SIGSTOP) for lag, then lets them go on: the replica promoted next lacks
+// the master's writes of that while, as an asynchronous replica that fell
+// behind would. With lag 0 it just kills the master.
+func killAfterLag(t testing.TB, master *node, password string, all []*node, lag time.Duration) {
+	t.Helper()
+	var stopped []*node
+	if lag > 0 {
+		rdb := redis.NewClient(&redis.Options{Addr: master.addr(), Password: password})
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		rdb.Close()
+		if err != nil {
+			t.Fatalf("testredis: replicas of %s: %v", master.addr(), err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			// slave0:ip=127.0.0.1,port=41234,state=online,offset=...,lag=0
+			_, rest, ok := strings.Cut(line, ",port=")
+			port, _, _ := strings.Cut(rest, ",")
+			if r := nodeByAddr(all, "127.0.0.1:"+port); ok && r != nil && r.cmd != nil {
+				_ = r.cmd.Process.Signal(syscall.SIGSTOP)
+				stopped = append(stopped, r)
+			}
+		}
+		if len(stopped) == 0 {
+			t.Fatalf("testredis: %s has no replica to hold back", master.addr())
+		}
+		time.Sleep(lag)
+	}
+	kill(master.cmd)
+	master.cmd = nil
+	for _, r := range stopped {
+		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }

@@ -136,8 +136,10 @@ func (s *Sentinels) Master() (string, error) {
 
 // KillMaster kills (SIGKILL) the current master, as a crash would, and
 // returns its address; the Sentinels promote the replica after
-// SentinelDownAfter (see WaitFailover).
-func (s *Sentinels) KillMaster() string {
+// SentinelDownAfter (see WaitFailover). With lag > 0 the replica is
+// stopped for that long before the kill, so it lacks the master's last
+// writes when it is promoted.
+func (s *Sentinels) KillMaster(lag time.Duration) string {
 	s.t.Helper()
 	addr, err := s.Master()
 	if err != nil {
@@ -147,8 +149,7 @@ func (s *Sentinels) KillMaster() string {
 	if nd == nil || nd.cmd == nil {
 		s.t.Fatalf("testredis: the master %s is not a live node of this setup", addr)
 	}
-	kill(nd.cmd)
-	nd.cmd = nil
+	killAfterLag(s.t, nd, sentinelDataPass, s.data, lag)
 	return addr
 }
 

@@ -43,7 +43,7 @@ func TestCluster_ClientFollowsAMasterFailover(t *testing.T) {
 	defer rdb.Close()
 	const key = "queues:webhooks"
 	var old string
-	took := writesResumeAfter(t, rdb, key, func() { old = c.KillMasterOf(key) })
+	took := writesResumeAfter(t, rdb, key, func() { old = c.KillMasterOf(key, 0) })
 	if now, err := c.MasterOf(key); err != nil || now == old {
 		t.Fatalf("master of %s is %s (%v), want a promoted replica in place of %s", key, now, err, old)
 	}
@@ -59,7 +59,7 @@ func TestSentinels_ClientFollowsAMasterFailover(t *testing.T) {
 	}
 	defer rdb.Close()
 	var old string
-	took := writesResumeAfter(t, rdb, "queues:webhooks", func() { old = s.KillMaster() })
+	took := writesResumeAfter(t, rdb, "queues:webhooks", func() { old = s.KillMaster(0) })
 	if now, err := s.Master(); err != nil || now == old {
 		t.Fatalf("master is %s (%v), want the promoted replica in place of %s", now, err, old)
 	}

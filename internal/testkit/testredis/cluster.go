@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hookrelay/hookrelay/internal/redisurl"
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
@@ -76,18 +75,6 @@ func (c *Cluster) URL() string {
 		addrs[i] = nd.addr()
 	}
 	return "redis-cluster://" + strings.Join(addrs, ",")
-}
-
-// Client returns a client of the Cluster built as hookrelay builds it,
-// closed when the test ends.
-func (c *Cluster) Client() *redis.ClusterClient {
-	o, err := redisurl.Parse(c.URL())
-	if err != nil {
-		c.t.Fatalf("testredis: %v", err)
-	}
-	rdb := redis.NewClusterClient(o.Cluster)
-	c.t.Cleanup(func() { rdb.Close() })
-	return rdb
 }
 
 // MasterOf is the address of the master that serves key's slot, as the

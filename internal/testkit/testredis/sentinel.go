@@ -11,7 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/hookrelay/hookrelay/internal/redisurl"
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
@@ -101,18 +100,6 @@ func (s *Sentinels) URL() string {
 	}
 	return fmt.Sprintf("redis-sentinel://:%s@%s/%s?sentinel_password=%s",
 		sentinelDataPass, strings.Join(addrs, ","), SentinelMasterName, sentinelOwnPass)
-}
-
-// Client returns a client of the current master built as hookrelay builds
-// it, closed when the test ends.
-func (s *Sentinels) Client() *redis.Client {
-	o, err := redisurl.Parse(s.URL())
-	if err != nil {
-		s.t.Fatalf("testredis: %v", err)
-	}
-	rdb := redis.NewFailoverClient(o.Failover)
-	s.t.Cleanup(func() { rdb.Close() })
-	return rdb
 }
 
 // Master is the address of the master as a majority of the Sentinels sees it.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/dbpool"
+	"github.com/hookrelay/hookrelay/internal/redisurl"
 	"github.com/hookrelay/hookrelay/migrations"
 )
 
@@ -19,7 +20,7 @@ type deps struct {
 	cfg  config.Config
 	log  *slog.Logger
 	pool *pgxpool.Pool
-	rdb  *redis.Client
+	rdb  redis.UniversalClient // one node, a Sentinel-managed master or a Cluster: REDIS_URL's scheme says
 }
 
 // connect loads the configuration and opens Postgres and (if needRedis) Redis.
@@ -34,12 +35,11 @@ func connect(ctx context.Context, needRedis bool) (*deps, error) {
 	}
 	if needRedis {
 		redis.SetLogger(redisLog{d.log})
-		opt, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
+		// The configuration has checked the URL already.
+		if d.rdb, err = redisurl.NewClient(cfg.RedisURL); err != nil {
 			d.close()
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		d.rdb = redis.NewClient(opt)
 		if err := d.rdb.Ping(ctx).Err(); err != nil {
 			d.close()
 			return nil, fmt.Errorf("connect to Redis: %w", err)

@@ -13,13 +13,17 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/hookrelay/hookrelay/internal/redisurl"
 )
 
 // Config holds every setting of every hookrelay command. The README lists
 // them all; keep the two in step.
 type Config struct {
 	DatabaseURL string `env:"DATABASE_URL, default=postgres://postgres@localhost:5432/postgres?sslmode=disable"`
-	RedisURL    string `env:"REDIS_URL, default=redis://localhost:6379/0"`
+	// RedisURL selects the topology by its scheme: redis:// (one node),
+	// redis-sentinel:// or redis-cluster:// (see package redisurl).
+	RedisURL string `env:"REDIS_URL, default=redis://localhost:6379/0"`
 
 	Stream string `env:"HOOKRELAY_STREAM, default=queues:webhooks"`
 	Group  string `env:"HOOKRELAY_GROUP, default=worker-webhooks"`
@@ -123,6 +127,8 @@ func (c Config) Validate() error {
 	}
 	if c.RedisURL == "" {
 		bad("REDIS_URL", "must not be empty")
+	} else if _, err := redisurl.Parse(c.RedisURL); err != nil {
+		bad("REDIS_URL", "%v", err)
 	}
 	if c.Stream == "" {
 		bad("HOOKRELAY_STREAM", "must not be empty")

@@ -95,6 +95,36 @@ func TestLoad_InvalidValueNamesTheVariable(t *testing.T) {
 	}
 }
 
+// TestLoad_RedisURLSelectsTheTopology accepts one URL of each topology the
+// README shows, and refuses a malformed one of each with an error that
+// names REDIS_URL and does not quote the password.
+func TestLoad_RedisURLSelectsTheTopology(t *testing.T) {
+	for _, url := range []string{
+		"redis://localhost:6379/0",
+		"rediss://hookrelay:secret@redis.internal:6380/2",
+		"redis-sentinel://:secret@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/mymaster?db=0&sentinel_password=secret",
+		"redis-cluster://:secret@redis-1:6379,redis-2:6379,redis-3:6379",
+	} {
+		if _, err := config.LoadMap(context.Background(), map[string]string{"REDIS_URL": url}); err != nil {
+			t.Errorf("REDIS_URL=%s: %v", url, err)
+		}
+	}
+	for _, url := range []string{
+		"localhost:6379",
+		"redis://:secret@localhost:port/0",
+		"redis-sentinel://:secret@sentinel-1:26379,sentinel-2:26379",    // no master name
+		"redis-cluster://:secret@redis-1:6379,redis-2:6379/1",           // a Cluster has only db 0
+		"redis-cluster://:secret@redis-1:6379,redis-2:6379?read_only=1", // hookrelay reads from masters
+	} {
+		_, err := config.LoadMap(context.Background(), map[string]string{"REDIS_URL": url})
+		if err == nil || !strings.Contains(err.Error(), "REDIS_URL:") {
+			t.Errorf("REDIS_URL=%s: error %v, want one naming REDIS_URL", url, err)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("REDIS_URL=%s: error %q quotes the password", url, err)
+		}
+	}
+}
+
 // TestValidate_RefusesNegativeCountsAndDurations sets one variable at a time
 // to a negative value and to zero: a negative value is always refused, zero
 // only where it means nothing, and the error names the variable. Every count

@@ -18,13 +18,14 @@ import (
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
-// cluster is one system under test: a database, a private Redis, a receiver
-// and the hookrelay processes started on them, by name ("relay-1",
-// "worker-2", "api-1": the part before the dash is the command).
+// cluster is one system under test: a database, a private Redis (or a Redis
+// topology of the test's), a receiver and the hookrelay processes started on
+// them, by name ("relay-1", "worker-2", "api-1": the part before the dash is
+// the command).
 type cluster struct {
 	t       *testing.T
 	pool    *pgxpool.Pool
-	redis   *testredis.Server
+	redis   *testredis.Server // nil on a topology of the test's (setup.redisURL)
 	recv    *testreceiver.Receiver
 	env     map[string]string
 	cmdEnv  map[string]map[string]string // per command, on top of env
@@ -49,6 +50,9 @@ type setup struct {
 	// the processes of one command ("worker", "relay", "api").
 	env    map[string]string
 	cmdEnv map[string]map[string]string
+	// redisURL is the Redis of the processes (a Cluster, Sentinels);
+	// without it the cluster gets a private redis-server (redis).
+	redisURL string
 }
 
 func newCluster(t *testing.T, b testreceiver.Behavior) *cluster {
@@ -60,10 +64,15 @@ func newClusterWith(t *testing.T, s setup) *cluster {
 		db := testdb.New(t)
 		s.pool, s.dbURL = db.Pool, db.URL
 	}
+	var redis *testredis.Server
+	if s.redisURL == "" {
+		redis = testredis.StartServer(t)
+		s.redisURL = redis.URL()
+	}
 	c := &cluster{
 		t:       t,
 		pool:    s.pool,
-		redis:   testredis.StartServer(t),
+		redis:   redis,
 		recv:    testreceiver.New(t),
 		cmdEnv:  s.cmdEnv,
 		apiAddr: fmt.Sprintf("127.0.0.1:%d", testbin.FreePort(t)),
@@ -73,7 +82,7 @@ func newClusterWith(t *testing.T, s setup) *cluster {
 	c.recv.SetBehavior(s.behavior)
 	c.env = map[string]string{
 		"DATABASE_URL":                     s.dbURL,
-		"REDIS_URL":                        c.redis.URL(),
+		"REDIS_URL":                        s.redisURL,
 		"HOOKRELAY_STREAM":                 streamKey,
 		"HOOKRELAY_API_ADDR":               c.apiAddr,
 		"HOOKRELAY_ALLOW_PRIVATE_NETWORKS": "true",

@@ -10,8 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/testkit/testbin"
-	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // Keys are a test's private stream and consumer group names.
@@ -77,9 +74,7 @@ type Server struct {
 // StartServer starts a private redis-server; it is killed when t ends.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatalf("testredis: redis-server is required on PATH for this test: %v", err)
-	}
+	requireTools(t, "redis-server")
 	s := &Server{t: t, Port: testbin.FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Kill)
@@ -99,16 +94,10 @@ func (s *Server) Client() *redis.Client {
 // Start (re)starts the server on its port, empty, and waits until it answers.
 func (s *Server) Start() {
 	s.t.Helper()
-	dir := s.t.TempDir()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("testredis: start redis-server: %v", err)
-	}
+	s.cmd = launch(s.t, s.t.TempDir(), dataNodeArgs(s.Port)...)
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
 	defer rdb.Close()
-	testwait.Until(s.t, 10*time.Second, func() bool { return rdb.Ping(context.Background()).Err() == nil },
-		func() string { return fmt.Sprintf("testredis: redis-server on port %d did not answer", s.Port) })
+	waitAnswers(s.t, rdb)
 	for _, args := range s.users {
 		if err := rdb.Do(context.Background(), args...).Err(); err != nil {
 			s.t.Fatalf("testredis: %v: %v", args[:3], err)
@@ -118,11 +107,8 @@ func (s *Server) Start() {
 
 // Kill stops the server with SIGKILL; everything it held is lost.
 func (s *Server) Kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
+	kill(s.cmd)
+	s.cmd = nil
 }
 
 // Restart kills the server and starts an empty one on the same port.

@@ -18,6 +18,10 @@ func (w *Worker) Kill() {
 	w.loops.Wait()
 }
 
+// AfterRecord makes f run between recording a batch and acknowledging its
+// entries; set it before Start.
+func (w *Worker) AfterRecord(f func()) { w.afterRecord = f }
+
 // RecordTransactions is how many recording transactions the worker committed.
 func (w *Worker) RecordTransactions() int64 { return w.recordTxs.Load() }
 

@@ -1,6 +1,7 @@
 package deliver_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strings"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hookrelay/hookrelay/deliver"
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 // classes returns the error class of each attempt ("" for none).
@@ -173,5 +177,49 @@ func TestWorker_SkipsInactiveAndDeletedWebhooks(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.m.Deliveries.WithLabelValues("skipped")); got != 2 {
 		t.Fatalf("skipped outcomes = %v, want 2", got)
+	}
+}
+
+// TestWorker_RetryPublishedBeforeTheAckIsNotDropped: a retry due at once can
+// be put back on the stream, and read here, before the failed attempt's
+// entry is acknowledged; the worker holds that entry as a duplicate, and
+// acknowledging it with the first dropped the retry (the delivery stayed
+// pending with no entry and no job). It must be attempted again.
+func TestWorker_RetryPublishedBeforeTheAckIsNotDropped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	rc := newReceiver(t, statusThen(http.StatusInternalServerError, 1))
+	wh := h.webhook(rc.URL)
+	cfg := h.config()
+	cfg.RetrySchedule = []time.Duration{time.Millisecond}
+	cfg.ClaimIdle = time.Second
+	w, err := deliver.NewWorker(h.db.Pool, h.rdb, h.jobs.River(), cfg, h.reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := true
+	w.AfterRecord(func() {
+		if !first {
+			return
+		}
+		first = false
+		// The retry's own entry is read (pending on this worker) before
+		// the first entry is acknowledged.
+		testwait.Until(t, 10*time.Second, func() bool {
+			p, err := h.rdb.XPending(t.Context(), h.keys.Stream, h.keys.Group).Result()
+			return err == nil && p.Count == 2
+		}, func() string { return "the retry's entry was not read before the acknowledgement" })
+	})
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	id := h.delivery(wh.ID, 5)
+	if d := h.waitStatus(id, "delivered", 10*time.Second); d.Attempts != 2 {
+		t.Fatalf("delivery %+v, want delivered on its second attempt", d)
 	}
 }

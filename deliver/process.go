@@ -191,6 +191,17 @@ func (w *Worker) withHeld(j job) []string {
 	return entries
 }
 
+// leaveHeld stops holding the duplicate entries held with j, without
+// acknowledging them: they stay pending in the group, for reclaim.
+func (w *Worker) leaveHeld(j job) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, dup := range w.held[j.id] {
+		delete(w.inflight, dup)
+	}
+	w.held[j.id] = nil
+}
+
 // forget drops a job from the entries being processed here.
 func (w *Worker) forget(j job) {
 	w.mu.Lock()

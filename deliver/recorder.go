@@ -118,8 +118,22 @@ func (w *Worker) flush(ctx context.Context, track *outage.Tracker, batch []attem
 		}
 	}()
 	recorded := w.persist(ctx, track, batch, false)
+	if w.afterRecord != nil {
+		w.afterRecord()
+	}
 	entries := make([]string, 0, len(recorded))
 	for _, a := range recorded {
+		if a.d.status == statusPending {
+			// A retry is scheduled, and its job may already have put the
+			// delivery back on the stream, and this worker read that entry
+			// and held it as a duplicate (with a short schedule, or a slow
+			// flush): acknowledging it would drop the retry. The held
+			// entries are left pending instead, for reclaim, where a fresh
+			// load decides.
+			entries = append(entries, a.j.msg.ID)
+			w.leaveHeld(a.j)
+			continue
+		}
 		entries = append(entries, w.withHeld(a.j)...)
 	}
 	if err := w.ack(ctx, entries...); err != nil && !w.isKilled() {

@@ -163,6 +163,7 @@ type Worker struct {
 	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
 	loadTrack, finishTrack           *outage.Tracker // Postgres (each flusher has its own)
 	flowTrack                        *outage.Tracker // Redis, for flow control
+	afterRecord                      func()          // tests: runs between recording a batch and acknowledging it
 	draining                         chan struct{}   // closed by Stop: record batches without lingering
 
 	mu       sync.Mutex

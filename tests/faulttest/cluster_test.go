@@ -249,6 +249,11 @@ func (c *cluster) waitQuiesced(timeout time.Duration) time.Duration {
 	}
 	c.t.Errorf("not quiesced after %s: %d events unpublished, %d deliveries pending (last error: %v)", timeout, unpublished, pending, err)
 	c.describePending()
+	if dead, err := c.redis.Client().XRange(context.Background(), streamKey+":dead", "-", "+").Result(); err == nil {
+		for _, m := range dead {
+			c.t.Logf("dead stream entry %s: %v", m.ID, m.Values)
+		}
+	}
 	c.t.FailNow()
 	return 0
 }

@@ -22,10 +22,13 @@ SELECT d.id, d.webhook_id, d.status, d.attempts, d.max_attempts,
        coalesce(h.consecutive_failures > 0 OR h.circuit <> 'closed', false) AS unhealthy,
        CASE WHEN h.paused_until > now() THEN h.paused_until END AS paused_until,
        w.rate_limit, w.max_in_flight,
-       -- A slot more than two intervals past is stale (its entry queued behind a
-       -- backlog): sending it now would burst, so it is reserved again.
+       -- A slot more than 2 s (or two intervals) past is stale (its entry
+       -- queued behind a backlog): sending it now would burst, so it is
+       -- reserved again. Up to 2 s late is River's lateness (it looks for due
+       -- jobs every second): such a slot is used, or the endpoint would fall
+       -- far below its rate.
        CASE WHEN d.slot_at <= now() + interval '50 milliseconds'
-             AND d.slot_at >= now() - greatest(interval '100 milliseconds', make_interval(secs => 2.0 / w.rate_limit))
+             AND d.slot_at >= now() - greatest(interval '2 seconds', make_interval(secs => 2.0 / w.rate_limit))
             THEN d.slot_at END AS slot_held
 FROM hookrelay.deliveries d
 LEFT JOIN hookrelay.webhooks w ON w.id = d.webhook_id AND w.project_id = d.project_id

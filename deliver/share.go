@@ -168,12 +168,26 @@ func (w *Worker) next(ctx context.Context, t *target) {
 	if len(park) == 0 {
 		return
 	}
-	jobs := make([]job, len(park))
-	targets := make(map[uuid.UUID]*target, len(park))
-	for i, p := range park {
+	// In chunks: one transaction over a long line (thousands of rows) held
+	// up the recording of every other endpoint's attempts meanwhile.
+	for len(park) > 0 {
+		n := min(len(park), parkChunk)
+		w.parkLine(ctx, park[:n])
+		park = park[n:]
+	}
+}
+
+// parkChunk is how many deliveries of a line one parking transaction takes.
+const parkChunk = 500
+
+// parkLine parks deliveries taken from a line; they hold no slot.
+func (w *Worker) parkLine(ctx context.Context, line []waiter) {
+	jobs := make([]job, len(line))
+	targets := make(map[uuid.UUID]*target, len(line))
+	for i, p := range line {
 		jobs[i], targets[p.j.id] = p.j, p.t
 	}
-	closed, err := w.park(ctx, jobs, targets) // they hold no slot
+	closed, err := w.park(ctx, jobs, targets)
 	if err != nil {
 		for _, j := range jobs {
 			w.finish(j) // left pending, for reclaim

@@ -125,15 +125,6 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		if rows.n == 0 {
 			return nil
 		}
-		// The health rows before the webhooks (the lock order): a breaker
-		// transition may disable one, as a 410 does.
-		if hb := health(batch); hb != nil {
-			w.queueHealth(b, hb, &transitions)
-		}
-		for _, a := range gone {
-			b.Queue(deactivateWebhookSQL, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
-				a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
-		}
 		if len(failed.data) > 0 {
 			b.Queue(emitFailedSQL, failed.projects, failed.data)
 		}
@@ -157,13 +148,12 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("record %d attempts: %w", rows.n, err)
 		}
-		retries = append(retries, transitionJobs(transitions)...)
 		if len(retries) > 0 {
 			if _, err := w.jobs.InsertManyTx(ctx, tx, retries); err != nil {
 				return fmt.Errorf("schedule %d retries: %w", len(retries), err)
 			}
 		}
-		return nil
+		return w.recordHealth(ctx, tx, batch, gone, &transitions)
 	})
 	if err != nil {
 		return fmt.Errorf("record %d deliveries: %w", len(batch), err)
@@ -174,6 +164,36 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		if a := &batch[i]; a.found && !a.recorded {
 			a.recorded = true
 			w.observe(a.t, a.d, a.res)
+		}
+	}
+	return nil
+}
+
+// recordHealth updates the health of the batch's endpoints and deactivates
+// the webhooks that answered 410, last in the recording transaction: a
+// failing endpoint's health row is one row that every recording transaction
+// of its attempts updates, so it is locked for as short a time as possible
+// (only the commit follows). Health rows are locked before webhooks (the
+// lock order): a breaker transition may disable one, as a 410 does. The
+// transitions' jobs are inserted in the same transaction.
+func (w *Worker) recordHealth(ctx context.Context, tx pgx.Tx, batch []attempted, gone []*attempted, transitions *[]transition) error {
+	b := &pgx.Batch{}
+	if hb := health(batch); hb != nil {
+		w.queueHealth(b, hb, transitions)
+	}
+	for _, a := range gone {
+		b.Queue(deactivateWebhookSQL, a.t.WebhookID, fmt.Sprintf("endpoint answered 410 Gone at %s (delivery %s)",
+			a.res.Started.UTC().Format(time.RFC3339), a.t.ID))
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record endpoint health: %w", err)
+	}
+	if jobs := transitionJobs(*transitions); len(jobs) > 0 {
+		if _, err := w.jobs.InsertManyTx(ctx, tx, jobs); err != nil {
+			return fmt.Errorf("schedule %d jobs of endpoint health: %w", len(jobs), err)
 		}
 	}
 	return nil

@@ -219,23 +219,12 @@ func isPublish(cmds []redis.Cmder) bool { return len(cmds) > 0 && cmds[0].Name()
 
 func TestRecover_ProgressIsVisibleChunkByChunkAndReachesTotal(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	rc := testreceiver.New(t)
-	hook := e.createWebhook(rc.URL, nil)["id"].(string)
-	w := newWindow()
-	const n = 2*deliver.RecoveryChunk + 200
-	e.insertDeliveries(hook, n, w.at(1), "failed")
 	g := gate{pass: make(chan struct{})}
-	jobsRedis := redis.NewClient(e.rdb.Options())
-	t.Cleanup(func() { jobsRedis.Close() })
-	jobsRedis.AddHook(g)
-	e.startPipeline(jobsRedis)
-
-	rec := e.do("POST", "/webhooks/"+hook+"/recover", w.body(nil)).want(t, http.StatusAccepted)
-	if rec["total"] != float64(n) || rec["done"] != 0.0 {
-		t.Fatalf("recovery %s, want total %d, done 0", toJSON(rec), n)
+	e, rc, rec, path := startLargeRecovery(t, g)
+	if rec["total"] != float64(largeRecovery) || rec["done"] != 0.0 {
+		t.Fatalf("recovery %s, want total %d, done 0", toJSON(rec), largeRecovery)
 	}
-	path := "/webhooks/" + hook + "/recoveries/" + rec["id"].(string)
+	const n = largeRecovery
 	for _, want := range []float64{deliver.RecoveryChunk, 2 * deliver.RecoveryChunk} {
 		g.pass <- struct{}{} // one chunk's publish goes through
 		var got map[string]any
@@ -248,16 +237,46 @@ func TestRecover_ProgressIsVisibleChunkByChunkAndReachesTotal(t *testing.T) {
 		}
 	}
 	g.pass <- struct{}{}
-	rec = e.waitRecovery(path, "done", 20*time.Second)
-	if rec["done"] != float64(n) || rec["total"] != float64(n) {
-		t.Fatalf("finished recovery %s, want total = done = %d", toJSON(rec), n)
+	e.waitRecoveredOnce(rc, path, 20*time.Second)
+}
+
+// largeRecovery is how many failed deliveries startLargeRecovery recovers:
+// three chunks, the last one partial.
+const largeRecovery = 2*deliver.RecoveryChunk + 200
+
+// startLargeRecovery makes a webhook with largeRecovery failed deliveries in
+// a window, runs the pipeline with its River client's Redis wrapped by hook,
+// and starts recovering the window; it returns the recovery and its path.
+func startLargeRecovery(t *testing.T, hook redis.Hook) (*env, *testreceiver.Receiver, map[string]any, string) {
+	e := newEnv(t, nil)
+	rc := testreceiver.New(t)
+	id := e.createWebhook(rc.URL, nil)["id"].(string)
+	w := newWindow()
+	e.insertDeliveries(id, largeRecovery, w.at(1), "failed")
+	jobsRedis := redis.NewClient(e.rdb.Options())
+	t.Cleanup(func() { jobsRedis.Close() })
+	jobsRedis.AddHook(hook)
+	e.startPipeline(jobsRedis)
+	rec := e.do("POST", "/webhooks/"+id+"/recover", w.body(nil)).want(t, http.StatusAccepted)
+	return e, rc, rec, "/webhooks/" + id + "/recoveries/" + rec["id"].(string)
+}
+
+// waitRecoveredOnce waits, within bound, for the large recovery at path to
+// be done with every delivery counted, then for the receiver to get them
+// all, and checks that none was received twice; it returns the recovery.
+func (e *env) waitRecoveredOnce(rc *testreceiver.Receiver, path string, bound time.Duration) map[string]any {
+	e.t.Helper()
+	rec := e.waitRecovery(path, "done", bound)
+	if rec["done"] != float64(largeRecovery) || rec["total"] != float64(largeRecovery) {
+		e.t.Fatalf("finished recovery %s, want total = done = %d", toJSON(rec), largeRecovery)
 	}
-	rc.WaitFor(t, 60*time.Second, "every re-sent delivery", func(r []testreceiver.Request) bool { return len(r) >= n })
+	rc.WaitFor(e.t, 60*time.Second, "every re-sent delivery", func(r []testreceiver.Request) bool { return len(r) >= largeRecovery })
 	for id, c := range receipts(rc) {
 		if c != 1 {
-			t.Fatalf("delivery %s received %d times, want once", id, c)
+			e.t.Fatalf("delivery %s received %d times, want once", id, c)
 		}
 	}
+	return rec
 }
 
 func TestRecover_SameRequestTwiceSendsEachDeliveryOnce(t *testing.T) {
@@ -416,21 +435,9 @@ const redisBackBound = 10 * time.Second
 
 func TestRecover_RedisRefusingAChunkLosesNothingAndFinishesSoonAfterItReturns(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	rc := testreceiver.New(t)
-	hook := e.createWebhook(rc.URL, nil)["id"].(string)
-	w := newWindow()
-	const n = 2*deliver.RecoveryChunk + 200
-	e.insertDeliveries(hook, n, w.at(1), "failed")
 	f := &refuser{}
 	f.on.Store(true)
-	jobsRedis := redis.NewClient(e.rdb.Options())
-	t.Cleanup(func() { jobsRedis.Close() })
-	jobsRedis.AddHook(f)
-	e.startPipeline(jobsRedis)
-
-	rec := e.do("POST", "/webhooks/"+hook+"/recover", w.body(nil)).want(t, http.StatusAccepted)
-	path := "/webhooks/" + hook + "/recoveries/" + rec["id"].(string)
+	e, rc, _, path := startLargeRecovery(t, f)
 	testwait.For(t, 20*time.Second, "the second chunk's publish to be refused three times", func() bool { return f.refused.Load() >= 3 })
 	mid := e.do("GET", path, nil).want(t, http.StatusOK)
 	if mid["done"] != float64(deliver.RecoveryChunk) || mid["state"] != "running" {
@@ -438,20 +445,10 @@ func TestRecover_RedisRefusingAChunkLosesNothingAndFinishesSoonAfterItReturns(t 
 	}
 	back := time.Now()
 	f.on.Store(false)
-	rec = e.waitRecovery(path, "done", redisBackBound)
+	e.waitRecoveredOnce(rc, path, redisBackBound)
 	t.Logf("done %s after Redis accepted again (%d refusals)", time.Since(back).Round(time.Millisecond), f.refused.Load())
-	if rec["done"] != float64(n) || rec["total"] != float64(n) {
-		t.Fatalf("finished recovery %s, want total = done = %d", toJSON(rec), n)
-	}
-	rc.WaitFor(t, 60*time.Second, "every re-sent delivery", func(r []testreceiver.Request) bool { return len(r) >= n })
-	got := receipts(rc)
-	if len(got) != n {
-		t.Fatalf("receiver got %d distinct deliveries, want %d", len(got), n)
-	}
-	for id, c := range got {
-		if c != 1 {
-			t.Fatalf("delivery %s received %d times, want once", id, c)
-		}
+	if got := receipts(rc); len(got) != largeRecovery {
+		t.Fatalf("receiver got %d distinct deliveries, want %d", len(got), largeRecovery)
 	}
 }
 

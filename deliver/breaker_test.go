@@ -247,6 +247,9 @@ func TestOperationalEvents_ReachASubscribedWebhook(t *testing.T) {
 		VALUES ($1, 'ops', $2, 'whsec_ops', $3) RETURNING id`, h.project, opsRC.URL, deliver.OperationalEventTypes()).Scan(&ops); err != nil {
 		t.Fatal(err)
 	}
+	// The deliveries exist before the relay starts: the relay fans the same
+	// events out to wh (subscribed to "*") and would race the inserts.
+	first, second := h.createDelivery(wh.ID, 1), h.createDelivery(wh.ID, 1)
 	r := relay.New(h.db.Pool, h.rdb, relay.Config{Stream: h.keys.Stream, PollInterval: 50 * time.Millisecond}, nil, nil)
 	if err := r.Start(t.Context()); err != nil {
 		t.Fatal(err)
@@ -254,8 +257,7 @@ func TestOperationalEvents_ReachASubscribedWebhook(t *testing.T) {
 	t.Cleanup(func() { _ = r.Stop(context.Background()) })
 	cfg.Breaker = deliver.BreakerConfig{Failures: 2, Cooldown: time.Hour}
 	h.startWorker(cfg)
-	h.delivery(wh.ID, 1)
-	h.delivery(wh.ID, 1)
+	h.publish(first, second)
 
 	want := map[string]bool{deliver.EventWebhookCircuitOpened: true, deliver.EventDeliveryFailed: true}
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)

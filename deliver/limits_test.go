@@ -1,6 +1,7 @@
 package deliver_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
@@ -178,14 +180,7 @@ func TestLimits_LimitedBacklogDoesNotDelayOtherEndpoints(t *testing.T) {
 func TestShares_HangingEndpointDoesNotStarveAHealthyOne(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	hang := make(chan struct{})
-	deadRC := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-hang:
-		}
-	})
-	t.Cleanup(func() { close(hang) })
+	deadRC := newHangingReceiver(t)
 	dead := h.webhook(deadRC.URL)
 	healthy := h.webhook(newReceiver(t, nil).URL)
 	cfg := h.config()
@@ -204,5 +199,46 @@ func TestShares_HangingEndpointDoesNotStarveAHealthyOne(t *testing.T) {
 	}
 	if n := deadRC.Count(); n > cfg.Concurrency {
 		t.Fatalf("the hanging endpoint holds %d requests, more than the worker's %d slots", n, cfg.Concurrency)
+	}
+}
+
+// newHangingReceiver never answers: each request waits until the client
+// gives up or the test ends.
+func newHangingReceiver(t *testing.T) *receiver.Receiver {
+	hang := make(chan struct{})
+	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-hang:
+		}
+	})
+	t.Cleanup(func() { close(hang) })
+	return rc
+}
+
+// TestShares_HangingEndpointGetsItsBreakersFailuresNotItsShare: at the
+// default concurrency (256 slots, so a share of 128), an endpoint that never
+// answers gets about the breaker's threshold of requests (its slow-start
+// window) before its breaker opens and its line is parked, not its share.
+func TestShares_HangingEndpointGetsItsBreakersFailuresNotItsShare(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	deadRC := newHangingReceiver(t)
+	dead := h.webhook(deadRC.URL)
+	cfg := h.config()
+	cfg.Concurrency = deliver.DefaultConcurrency
+	cfg.Breaker = deliver.BreakerConfig{Failures: 20, Cooldown: time.Hour}
+	cfg.Send.Timeout = time.Second
+	h.startWorker(cfg)
+
+	ids := h.deliveries(dead.ID, 1000)
+	testwait.Until(t, 15*time.Second, func() bool {
+		return h.count(`SELECT count(*) FROM hookrelay.deliveries WHERE id = ANY($1) AND parked_at IS NOT NULL`, ids) == len(ids)
+	}, func() string {
+		return fmt.Sprintf("%d requests reached the hanging endpoint; its 1,000 deliveries are not all parked", deadRC.Count())
+	})
+	if n := deadRC.Count(); n > cfg.Breaker.Failures+1 {
+		t.Fatalf("%d requests reached the hanging endpoint before its breaker opened, want at most %d (its threshold, plus one)",
+			n, cfg.Breaker.Failures+1)
 	}
 }

@@ -66,6 +66,26 @@ type target struct {
 	startAt time.Time // the rate-limit slot reserved for it in this process
 	holding bool      // it holds an in-flight place, released after the attempt
 	counted bool      // it holds one of its endpoint's share of the worker's slots
+	outcome outcome   // its attempt's answer, for its endpoint's window
+}
+
+// outcome is what an attempt's answer says of its endpoint's health.
+type outcome int8
+
+const (
+	outcomeNone    outcome = iota // no attempt, or an answer that says nothing (429, 410)
+	outcomeSuccess                // a 2xx
+	outcomeFailure                // a failure that counts for the breaker
+)
+
+func outcomeOf(res httpsend.Result) outcome {
+	switch {
+	case res.Success():
+		return outcomeSuccess
+	case breakerFailure(res):
+		return outcomeFailure
+	}
+	return outcomeNone
 }
 
 // sendable reports whether t would get an HTTP attempt now.
@@ -328,6 +348,7 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 		Secrets:    secrets,
 		Headers:    headerMap(t.Headers),
 	})
+	t.outcome = outcomeOf(res)
 	w.afterAttempt(ctx, t, res)
 	if w.isKilled() || !w.submit(ctx, attempted{j: j, t: t, res: res}) {
 		return false, errAbandoned

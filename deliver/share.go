@@ -39,7 +39,9 @@ const (
 // through Postgres for a second or two instead.
 type shares struct {
 	mu       sync.Mutex
+	start    int               // an endpoint's first window (see window)
 	inflight map[uuid.UUID]int
+	window   map[uuid.UUID]int // see window
 	waiting  map[uuid.UUID][]waiter
 	bytes    int                // payload held in the lines
 	open     map[uuid.UUID]bool // breakers this process knows to be open
@@ -51,8 +53,12 @@ type waiter struct {
 	t *target
 }
 
-func newShares() *shares {
-	return &shares{inflight: map[uuid.UUID]int{}, waiting: map[uuid.UUID][]waiter{}, open: map[uuid.UUID]bool{}}
+// newShares starts each endpoint at a window of start requests: the
+// breaker's threshold, so that an endpoint that hangs gets the failures that
+// open its breaker and not many more.
+func newShares(start int) *shares {
+	return &shares{start: max(start, 1), inflight: map[uuid.UUID]int{}, window: map[uuid.UUID]int{},
+		waiting: map[uuid.UUID][]waiter{}, open: map[uuid.UUID]bool{}}
 }
 
 // share is how many slots one endpoint may hold: never more than half, so
@@ -61,6 +67,36 @@ func newShares() *shares {
 // have requests in flight.
 func (s *shares) share(concurrency int) int {
 	return max(minShare, concurrency/max(len(s.inflight), 2))
+}
+
+// limit is how many requests webhook may have in flight now: its share, or
+// its window if smaller. The window is a slow start, as TCP's: an endpoint
+// that becomes active starts at s.start requests, gains one with each
+// success (so it doubles with each round of answers) and loses one with each
+// failure that counts for its breaker, down to one. A fast endpoint reaches
+// its share within a few milliseconds; one that hangs holds s.start slots
+// until its timeout, and its breaker opens on those failures, where its
+// whole share (half the worker's slots) went to it and hung before. The
+// window lives while the endpoint is active here (requests in flight or in
+// line), and starts again when it becomes active again.
+func (s *shares) limit(webhook uuid.UUID, concurrency int) int {
+	return min(s.share(concurrency), s.window[webhook])
+}
+
+// answered moves webhook's window after a request's answer.
+func (s *shares) answered(webhook uuid.UUID, o outcome, concurrency int) {
+	switch o {
+	case outcomeSuccess:
+		s.window[webhook] = min(s.window[webhook]+1, max(concurrency, s.start))
+	case outcomeFailure:
+		s.window[webhook] = max(s.window[webhook]-1, 1)
+	}
+}
+
+// idle forgets an endpoint that has nothing in flight or in line here.
+func (s *shares) idle(webhook uuid.UUID) {
+	delete(s.inflight, webhook)
+	delete(s.window, webhook)
 }
 
 // admit takes a slot of t's endpoint for a delivery that holds a worker
@@ -72,8 +108,9 @@ func (s *shares) admit(w waiter, concurrency int) (started, queued bool) {
 	wh := w.t.WebhookID
 	if _, active := s.inflight[wh]; !active {
 		s.inflight[wh] = 0 // counts among the active endpoints from now on
+		s.window[wh] = s.start
 	}
-	if s.inflight[wh] < s.share(concurrency) {
+	if s.inflight[wh] < s.limit(wh, concurrency) {
 		s.inflight[wh]++
 		w.t.counted = true
 		return true, false
@@ -84,16 +121,16 @@ func (s *shares) admit(w waiter, concurrency int) (started, queued bool) {
 		return false, true
 	}
 	if s.inflight[wh] == 0 {
-		delete(s.inflight, wh)
+		s.idle(wh)
 	}
 	return false, false
 }
 
 // done ends a request of t's endpoint. It returns the next in the
-// endpoint's line to start with the slot this request frees, if the
-// endpoint is within its share; or, when this process knows the endpoint's
-// breaker to be open, the whole line, to park.
-func (s *shares) done(t *target, concurrency int) (next *waiter, park []waiter) {
+// endpoint's line to start, as many as its limit now allows (the first takes
+// the slot this request frees; see giveBack); or, when this process knows
+// the endpoint's breaker to be open, the whole line, to park.
+func (s *shares) done(t *target, concurrency int) (next, park []waiter) {
 	if t == nil || !t.counted {
 		return nil, nil
 	}
@@ -102,6 +139,7 @@ func (s *shares) done(t *target, concurrency int) (next *waiter, park []waiter) 
 	defer s.mu.Unlock()
 	wh := t.WebhookID
 	s.inflight[wh]--
+	s.answered(wh, t.outcome, concurrency)
 	line := s.waiting[wh]
 	switch {
 	case len(line) > 0 && s.open[wh]:
@@ -110,20 +148,44 @@ func (s *shares) done(t *target, concurrency int) (next *waiter, park []waiter) 
 		for _, p := range park {
 			s.bytes -= len(p.t.Payload)
 		}
-	case len(line) > 0 && s.inflight[wh] < s.share(concurrency):
-		next = &line[0]
-		s.bytes -= len(next.t.Payload)
-		s.waiting[wh] = line[1:]
-		if len(line) == 1 {
+	case len(line) > 0:
+		n := min(len(line), s.limit(wh, concurrency)-s.inflight[wh])
+		if n <= 0 {
+			break
+		}
+		next = line[:n:n]
+		s.waiting[wh] = line[n:]
+		if len(line) == n {
 			delete(s.waiting, wh)
 		}
-		s.inflight[wh]++
-		next.t.counted = true
+		for _, w := range next {
+			s.bytes -= len(w.t.Payload)
+			w.t.counted = true
+		}
+		s.inflight[wh] += n
 	}
 	if s.inflight[wh] == 0 && len(s.waiting[wh]) == 0 {
-		delete(s.inflight, wh)
+		s.idle(wh)
 	}
 	return next, park
+}
+
+// giveBack returns deliveries that done let start but found no worker slot
+// to the front of their endpoint's line. One of the endpoint's requests has
+// just started, so the line is not left without one to drain it.
+func (s *shares) giveBack(ws []waiter) {
+	if len(ws) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wh := ws[0].t.WebhookID
+	for _, w := range ws {
+		w.t.counted = false
+		s.bytes += len(w.t.Payload)
+	}
+	s.inflight[wh] -= len(ws)
+	s.waiting[wh] = append(ws[:len(ws):len(ws)], s.waiting[wh]...)
 }
 
 // setOpen records that webhook's breaker is open, or not.
@@ -156,14 +218,20 @@ func (w *Worker) launch(ctx context.Context, j job, t *target) {
 }
 
 // next hands the slot of a finished request to the next delivery in its
-// endpoint's line, or frees it; a line whose breaker opened meanwhile is
-// parked instead of sent.
+// endpoint's line, or frees it; a window that grew starts more of the line
+// with slots that are free. A line whose breaker opened meanwhile is parked
+// instead of sent.
 func (w *Worker) next(ctx context.Context, t *target) {
-	n, park := w.shares.done(t, w.cfg.Concurrency)
-	if n != nil {
-		go w.handle(ctx, n.j, n.t)
-	} else {
+	starts, park := w.shares.done(t, w.cfg.Concurrency)
+	if len(starts) == 0 {
 		w.release(1)
+	}
+	for i, n := range starts {
+		if i > 0 && !w.trySlot() {
+			w.shares.giveBack(starts[i:])
+			break
+		}
+		go w.handle(ctx, n.j, n.t)
 	}
 	if len(park) == 0 {
 		return

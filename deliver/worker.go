@@ -200,7 +200,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
 		flow:     flow.New(rdb, cfg.Stream),
-		shares:   newShares(),
+		shares:   newShares(cfg.Breaker.Failures),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		loads:    make(chan struct{}, maxLoads),
 		inflight: make(map[string]uuid.UUID),
@@ -511,5 +511,15 @@ func (w *Worker) acquire(ctx context.Context) int {
 func (w *Worker) release(n int) {
 	for range n {
 		w.slots <- struct{}{}
+	}
+}
+
+// trySlot takes a free slot if there is one.
+func (w *Worker) trySlot() bool {
+	select {
+	case <-w.slots:
+		return true
+	default:
+		return false
 	}
 }

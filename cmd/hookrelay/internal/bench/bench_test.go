@@ -73,7 +73,9 @@ func TestRun_SmokeEveryScenarioProducesSaneFigures(t *testing.T) {
 		"pipeline.w4.events", "pipeline.w4.commits", "pipeline.w4.delivered", "pipeline.w4.river", "pipeline.w4.ratio",
 		"memory.peak_rss",
 		"dead.a1.throughput", "dead.a1.p50", "dead.a1.p99", "dead.b1.throughput", "dead.b1.p50", "dead.b1.p99",
+		"dead.h1.throughput", "dead.h1.p50", "dead.h1.p99",
 		"dead.b1.dead_requests", "dead.ratio.throughput", "dead.ratio.p50", "dead.ratio.p99",
+		"dead.ratio_h.throughput", "dead.ratio_h.p50", "dead.ratio_h.p99",
 		"fair.r1.without.p50", "fair.r1.with.p50", "fair.r1.without.p99", "fair.r1.with.p99",
 		"fair.r1.defer", "fair.r1.limited_rate", "fair.ratio.p50", "fair.ratio.p99",
 	}

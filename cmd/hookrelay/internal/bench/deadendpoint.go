@@ -26,46 +26,58 @@ type deadPhase struct {
 	parked       int // its deliveries parked at the end
 }
 
+// neighbour is who shares the stream with the healthy endpoint in a phase
+// of the dead-endpoint scenario.
+type neighbour int
+
+const (
+	alone       neighbour = iota // phase A: the healthy endpoint alone
+	healthyNext                  // phase H: a second healthy endpoint
+	deadNext                     // phase B: an endpoint that never answers
+)
+
+func (n neighbour) tag() string { return [...]string{"a", "h", "b"}[n] }
+
+func (n neighbour) what() string {
+	return [...]string{"A, healthy endpoint alone", "H, healthy endpoint next to a second healthy one",
+		"B, healthy endpoint next to a dead one"}[n]
+}
+
 // runDeadEndpoint measures what a dead endpoint costs a healthy one (issue
 // 13): phase A delivers Deliveries to a healthy webhook alone, then measures
 // commit → receipt latency at Rate for FlowDuration; phase B does the same
 // with a second webhook of the same project, subscribed to the same events,
 // whose endpoint accepts every request and never answers (each attempt hangs
-// until the worker's default 10 s timeout). Only the circuit breaker, at its
-// defaults, protects the healthy endpoint. A and B alternate FlowRounds
-// times; the ratios compare the medians.
+// until the worker's default 10 s timeout); phase H with a second webhook
+// whose endpoint is healthy, the baseline for the same work: twice the
+// stream entries. Only the circuit breaker and the slots' shares, at their
+// defaults, protect the healthy endpoint in B. A, H and B alternate
+// FlowRounds times; the ratios compare the medians.
 func (e *env) runDeadEndpoint(ctx context.Context) error {
 	s := e.cfg.Sizes
-	var a, b []deadPhase
+	phases := map[neighbour][]deadPhase{}
 	for r := 1; r <= s.FlowRounds; r++ {
-		for _, dead := range []bool{false, true} {
-			name := "a"
-			if dead {
-				name = "b"
-			}
-			if len(a)+len(b) > 0 {
+		for _, n := range []neighbour{alone, healthyNext, deadNext} {
+			if r > 1 || n != alone {
 				if err := e.reset(ctx); err != nil {
 					return err
 				}
 			}
-			ph, err := e.deadEndpointPhase(ctx, dead)
+			ph, err := e.deadEndpointPhase(ctx, n)
 			if err != nil {
-				return fmt.Errorf("phase %s, round %d: %w", name, r, err)
+				return fmt.Errorf("phase %s, round %d: %w", n.tag(), r, err)
 			}
-			e.reportDeadPhase(fmt.Sprintf("%s%d", name, r), dead, ph)
-			if dead {
-				b = append(b, ph)
-			} else {
-				a = append(a, ph)
-			}
+			e.reportDeadPhase(fmt.Sprintf("%s%d", n.tag(), r), n, ph)
+			phases[n] = append(phases[n], ph)
 		}
 	}
-	e.reportDeadRatios(a, b)
+	e.reportDeadRatios("ratio", alone, phases[alone], phases[deadNext])
+	e.reportDeadRatios("ratio_h", healthyNext, phases[healthyNext], phases[deadNext])
 	return nil
 }
 
-// deadEndpointPhase runs one phase: with dead, the dead webhook is there.
-func (e *env) deadEndpointPhase(ctx context.Context, dead bool) (ph deadPhase, err error) {
+// deadEndpointPhase runs one phase, with n beside the healthy endpoint.
+func (e *env) deadEndpointPhase(ctx context.Context, n neighbour) (ph deadPhase, err error) {
 	s := e.cfg.Sizes
 	fx, err := e.fixture(ctx)
 	if err != nil {
@@ -75,24 +87,34 @@ func (e *env) deadEndpointPhase(ctx context.Context, dead bool) (ph deadPhase, e
 	hooks := []hook{fx.hook}
 	closeDead := func() {}
 	var deadCount func() int
-	if dead {
+	var url string
+	switch n {
+	case deadNext:
 		srv, err := newDeadReceiver()
 		if err != nil {
 			return ph, err
 		}
 		closeDead = sync.OnceFunc(srv.Close)
 		defer closeDead()
-		dh, err := e.webhookIn(ctx, fx.hook.Project, srv.URL+"/hook")
+		url, deadCount = srv.URL+"/hook", srv.Count
+	case healthyNext:
+		rcv, err := newReceiver()
 		if err != nil {
 			return ph, err
 		}
-		hooks = append(hooks, dh)
-		deadCount = srv.Count
+		defer rcv.close()
+		url = rcv.URL
+	}
+	if url != "" {
+		second, err := e.webhookIn(ctx, fx.hook.Project, url)
+		if err != nil {
+			return ph, err
+		}
+		hooks = append(hooks, second)
 	}
 	if err := e.seedDeliveries(ctx, s.Deliveries, fx.key, hooks...); err != nil {
 		return ph, err
 	}
-
 	start := time.Now()
 	w, err := e.startWorker(ctx, fx.key, fx.group, nil)
 	if err != nil {
@@ -117,7 +139,7 @@ func (e *env) deadEndpointPhase(ctx context.Context, dead bool) (ph deadPhase, e
 	if ph.lat, ph.p, err = e.pacedLatency(ctx, fx.rcv, appPool, fx.hook.Project, emitGo, s.FlowDuration); err != nil {
 		return ph, fmt.Errorf("%w (%s)", err, e.diagnose(ctx, fx.key, fx.group))
 	}
-	if !dead {
+	if n != deadNext {
 		return ph, nil
 	}
 	ph.deadRequests = deadCount()
@@ -144,12 +166,9 @@ func longestGap(start time.Time, sorted []time.Time) time.Duration {
 }
 
 // reportDeadPhase adds one phase's figures, keyed dead.<phase><round>.
-func (e *env) reportDeadPhase(tag string, dead bool, ph deadPhase) {
+func (e *env) reportDeadPhase(tag string, n neighbour, ph deadPhase) {
 	s := e.cfg.Sizes
-	what := "A, healthy endpoint alone"
-	if dead {
-		what = "B, healthy endpoint next to a dead one"
-	}
+	what := n.what()
 	prefix := "dead." + tag
 	e.report.add(Figure{Key: prefix + ".throughput", Scenario: ScenarioDeadEndpoint, Name: what + ", deliveries/s",
 		Value: ph.throughput, Unit: "deliveries/s",
@@ -163,7 +182,7 @@ func (e *env) reportDeadPhase(tag string, dead bool, ph deadPhase) {
 			Value: percentile(ph.lat, q.p), Unit: "ms",
 			Note: fmt.Sprintf("%d events at %.0f/s (asked %d/s)", len(ph.lat), ph.p.achieved, s.Rate)})
 	}
-	if dead {
+	if n == deadNext {
 		e.report.add(Figure{Key: prefix + ".dead_requests", Scenario: ScenarioDeadEndpoint,
 			Name: "B, requests the dead endpoint received", Value: float64(ph.deadRequests), Unit: "requests",
 			Note: fmt.Sprintf("%d attempts recorded, %d of its %d deliveries parked; breaker opens after %d failures",
@@ -171,9 +190,11 @@ func (e *env) reportDeadPhase(tag string, dead bool, ph deadPhase) {
 	}
 }
 
-// reportDeadRatios adds B ÷ A for the healthy endpoint's medians; the note
-// gives A's own spread, the noise the ratio is to be read against.
-func (e *env) reportDeadRatios(a, b []deadPhase) {
+// reportDeadRatios adds B ÷ the base phase for the healthy endpoint's
+// medians, keyed dead.<key>.*; the note gives the base's own spread, the
+// noise the ratio is to be read against.
+func (e *env) reportDeadRatios(key string, base neighbour, a, b []deadPhase) {
+	label := strings.ToUpper(base.tag())
 	for _, r := range []struct {
 		key, name string
 		of        func(deadPhase) float64
@@ -187,9 +208,9 @@ func (e *env) reportDeadRatios(a, b []deadPhase) {
 		if ma == 0 {
 			continue
 		}
-		e.report.add(Figure{Key: "dead.ratio." + r.key, Scenario: ScenarioDeadEndpoint,
-			Name: "healthy endpoint's " + r.name + ", B ÷ A (medians)", Value: median(bv) / ma, Unit: "×",
-			Note: fmt.Sprintf("A %s, B %s; A's runs span %.2f–%.2f× their median", spread(av), spread(bv),
+		e.report.add(Figure{Key: "dead." + key + "." + r.key, Scenario: ScenarioDeadEndpoint,
+			Name: "healthy endpoint's " + r.name + ", B ÷ " + label + " (medians)", Value: median(bv) / ma, Unit: "×",
+			Note: fmt.Sprintf("%s %s, B %s; %s's runs span %.2f–%.2f× their median", label, spread(av), spread(bv), label,
 				slices.Min(av)/ma, slices.Max(av)/ma)})
 	}
 }

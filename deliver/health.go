@@ -90,7 +90,10 @@ func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*
 	for _, j := range jobs {
 		if t := targets[j.id]; t != nil && !seen[t.WebhookID] {
 			seen[t.WebhookID] = true
-			w.shares.setOpen(t.WebhookID, t.Circuit != circuitClosed) // for deliveries waiting in line here
+			// For the deliveries waiting in line here.
+			if park := w.shares.setOpen(t.WebhookID, t.Circuit != circuitClosed); len(park) > 0 {
+				go w.parkLines(ctx, park)
+			}
 		}
 		if t := targets[j.id]; t != nil && t.Circuit != circuitClosed && t.sendable() {
 			held = append(held, j)
@@ -330,9 +333,12 @@ func transitionJobs(ts []transition) []river.InsertManyParams {
 }
 
 // observeTransitions counts and logs a committed batch's transitions.
-func (w *Worker) observeTransitions(ts []transition) {
+// An endpoint whose breaker opened has its line here parked.
+func (w *Worker) observeTransitions(ctx context.Context, ts []transition) {
 	for _, t := range ts {
-		w.shares.setOpen(t.WebhookID, t.Kind == "opened" || t.Kind == "reopened")
+		if park := w.shares.setOpen(t.WebhookID, t.Kind == "opened" || t.Kind == "reopened"); len(park) > 0 {
+			go w.parkLines(ctx, park)
+		}
 		w.m.CircuitTransitions.WithLabelValues(t.Kind).Inc()
 		w.log.Warn("endpoint health changed", "webhook_id", t.WebhookID, "transition", t.Kind,
 			"consecutive_failures", t.Failures, "failing_since", t.FailingSince, "retry_at", t.RetryAt)

@@ -159,7 +159,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 		return fmt.Errorf("record %d deliveries: %w", len(batch), err)
 	}
 	w.recordTxs.Add(1)
-	w.observeTransitions(transitions)
+	w.observeTransitions(ctx, transitions)
 	for i := range batch {
 		if a := &batch[i]; a.found && !a.recorded {
 			a.recorded = true

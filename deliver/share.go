@@ -39,7 +39,7 @@ const (
 // through Postgres for a second or two instead.
 type shares struct {
 	mu       sync.Mutex
-	start    int               // an endpoint's first window (see window)
+	start    int // an endpoint's first window (see window)
 	inflight map[uuid.UUID]int
 	window   map[uuid.UUID]int // see window
 	waiting  map[uuid.UUID][]waiter
@@ -143,11 +143,7 @@ func (s *shares) done(t *target, concurrency int) (next, park []waiter) {
 	line := s.waiting[wh]
 	switch {
 	case len(line) > 0 && s.open[wh]:
-		park = line
-		delete(s.waiting, wh)
-		for _, p := range park {
-			s.bytes -= len(p.t.Payload)
-		}
+		park = s.takeLine(wh)
 	case len(line) > 0:
 		n := min(len(line), s.limit(wh, concurrency)-s.inflight[wh])
 		if n <= 0 {
@@ -170,6 +166,16 @@ func (s *shares) done(t *target, concurrency int) (next, park []waiter) {
 	return next, park
 }
 
+// takeLine empties webhook's line and returns what it held; s.mu is held.
+func (s *shares) takeLine(webhook uuid.UUID) []waiter {
+	line := s.waiting[webhook]
+	delete(s.waiting, webhook)
+	for _, p := range line {
+		s.bytes -= len(p.t.Payload)
+	}
+	return line
+}
+
 // giveBack returns deliveries that done let start but found no worker slot
 // to the front of their endpoint's line. One of the endpoint's requests has
 // just started, so the line is not left without one to drain it.
@@ -188,15 +194,22 @@ func (s *shares) giveBack(ws []waiter) {
 	s.waiting[wh] = append(ws[:len(ws):len(ws)], s.waiting[wh]...)
 }
 
-// setOpen records that webhook's breaker is open, or not.
-func (s *shares) setOpen(webhook uuid.UUID, open bool) {
+// setOpen records that webhook's breaker is open, or not. When it opens,
+// it returns the endpoint's line, to park at once rather than when the
+// endpoint's next request ends (a hanging one's ends only at its timeout).
+func (s *shares) setOpen(webhook uuid.UUID, open bool) (park []waiter) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if open {
-		s.open[webhook] = true
-	} else {
+	if !open {
 		delete(s.open, webhook)
+		return nil
 	}
+	s.open[webhook] = true
+	park = s.takeLine(webhook)
+	if s.inflight[webhook] == 0 {
+		s.idle(webhook)
+	}
+	return park
 }
 
 // launch starts processing a loaded job, which holds a worker slot, within
@@ -233,11 +246,13 @@ func (w *Worker) next(ctx context.Context, t *target) {
 		}
 		go w.handle(ctx, n.j, n.t)
 	}
-	if len(park) == 0 {
-		return
-	}
-	// In chunks: one transaction over a long line (thousands of rows) held
-	// up the recording of every other endpoint's attempts meanwhile.
+	w.parkLines(ctx, park)
+}
+
+// parkLines parks deliveries taken from their endpoint's line (they hold no
+// slot), in chunks: one transaction over a long line (thousands of rows)
+// held up the recording of every other endpoint's attempts meanwhile.
+func (w *Worker) parkLines(ctx context.Context, park []waiter) {
 	for len(park) > 0 {
 		n := min(len(park), parkChunk)
 		w.parkLine(ctx, park[:n])

@@ -39,9 +39,9 @@ const (
 // through Postgres for a second or two instead.
 type shares struct {
 	mu       sync.Mutex
-	start    int // an endpoint's first window (see window)
+	start    int // an endpoint's first window (see limit)
 	inflight map[uuid.UUID]int
-	window   map[uuid.UUID]int // see window
+	window   map[uuid.UUID]int // each active endpoint's slow-start window (see limit)
 	waiting  map[uuid.UUID][]waiter
 	bytes    int                // payload held in the lines
 	open     map[uuid.UUID]bool // breakers this process knows to be open

@@ -82,17 +82,16 @@ func breakerFailure(res httpsend.Result) bool {
 
 // triage sorts out the jobs of a loaded batch whose webhook's breaker is not
 // closed: the first one past the cool-down becomes the probe and is sent;
-// the others are parked and acknowledged. It returns the jobs to send.
-func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*target) []job {
-	send := jobs[:0:0]
+// the others are to park (see parkHeld). It returns the jobs to send.
+func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*target) (send, park []job) {
 	var held []job
 	seen := map[uuid.UUID]bool{}
 	for _, j := range jobs {
 		if t := targets[j.id]; t != nil && !seen[t.WebhookID] {
 			seen[t.WebhookID] = true
 			// For the deliveries waiting in line here.
-			if park := w.shares.setOpen(t.WebhookID, t.Circuit != circuitClosed); len(park) > 0 {
-				go w.parkLines(ctx, park)
+			if line := w.shares.setOpen(t.WebhookID, t.Circuit != circuitClosed); len(line) > 0 {
+				go w.parkLines(ctx, line)
 			}
 		}
 		if t := targets[j.id]; t != nil && t.Circuit != circuitClosed && t.sendable() {
@@ -101,10 +100,6 @@ func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*
 		}
 		send = append(send, j)
 	}
-	if len(held) == 0 {
-		return jobs
-	}
-	var park []job
 	probed := map[uuid.UUID]bool{}
 	for _, j := range held {
 		t := targets[j.id]
@@ -117,6 +112,13 @@ func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*
 		}
 		park = append(park, j)
 	}
+	return send, park
+}
+
+// parkHeld parks jobs that hold worker slots, as triage sorted them out, and
+// frees their slots. It returns the jobs whose breakers closed meanwhile, to
+// send.
+func (w *Worker) parkHeld(ctx context.Context, park []job, targets map[uuid.UUID]*target) []job {
 	closed, err := w.park(ctx, park, targets)
 	if err != nil {
 		if !w.isKilled() {
@@ -126,10 +128,10 @@ func (w *Worker) triage(ctx context.Context, jobs []job, targets map[uuid.UUID]*
 			w.finish(j)
 		}
 		w.release(len(park))
-		return send
+		return nil
 	}
 	w.release(len(park) - len(closed))
-	return append(send, closed...)
+	return closed
 }
 
 // claimProbe makes this worker's next attempt on webhook the breaker's

@@ -173,8 +173,16 @@ func (w *Worker) start(ctx context.Context, jobs []job) {
 		w.release(len(jobs))
 		return
 	}
-	for _, j := range w.regulate(ctx, w.triage(ctx, jobs, targets), targets) {
+	// The batch's requests start before its open circuits' deliveries are
+	// parked: parking is a transaction they need not wait for.
+	send, park := w.triage(ctx, jobs, targets)
+	for _, j := range w.regulate(ctx, send, targets) {
 		w.launch(ctx, j, targets[j.id])
+	}
+	if len(park) > 0 {
+		for _, j := range w.regulate(ctx, w.parkHeld(ctx, park, targets), targets) {
+			w.launch(ctx, j, targets[j.id])
+		}
 	}
 }
 

@@ -34,7 +34,8 @@ FROM hookrelay.relay_cursor WHERE id = 1`
 	// died before moving the cursor, whose retry is not already scheduled);
 	// kind 2, the position of every event read; kind 3, the statement's
 	// snapshot, which tells the relay which transactions may still commit
-	// rows below its new position.
+	// rows below its new position; kind 4, how many deliveries it created
+	// parked (their webhooks' breakers open), which are not published.
 	//
 	// A conflict is resolved with DO UPDATE (a no-op assignment), not DO
 	// NOTHING, so that RETURNING yields the existing row too. That matters
@@ -71,8 +72,13 @@ FROM hookrelay.relay_cursor WHERE id = 1`
      LIMIT $5)
 ), upserted AS (
     INSERT INTO hookrelay.deliveries
-        (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts)
-    SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $6
+        (event_id, webhook_id, project_id, event_type, payload, event_created_at, max_attempts, parked_at)
+    -- A webhook whose breaker is not closed gets its deliveries parked
+    -- here, never published: closing the breaker publishes them (and the
+    -- reconciler, should a close commit between this read and the closing
+    -- job's), so a dead endpoint's events cost the workers nothing.
+    SELECT o.id, w.id, o.project_id, o.event_type, o.data, o.created_at, $6,
+           CASE WHEN h.circuit <> 'closed' THEN now() END
     FROM ev o
     JOIN hookrelay.webhooks w
       ON w.project_id = o.project_id
@@ -84,18 +90,22 @@ FROM hookrelay.relay_cursor WHERE id = 1`
               AND o.event_type <> ALL ('{webhook.disabled,webhook.circuit_opened,webhook.circuit_closed,delivery.failed}')))
      AND (w.application_id IS NULL OR w.application_id::text = lower(o.data -> 'application' ->> 'id'))
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
+    LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = w.id
     ON CONFLICT (event_id, webhook_id) DO UPDATE SET event_id = excluded.event_id
-    RETURNING id, xmax = 0 AS created, status, next_attempt_at
+    RETURNING id, xmax = 0 AS created, status, next_attempt_at, parked_at
 ), publish AS (
-    SELECT id, created FROM upserted WHERE created OR (status = 'pending' AND next_attempt_at IS NULL)
+    SELECT id, created FROM upserted
+    WHERE parked_at IS NULL AND (created OR (status = 'pending' AND next_attempt_at IS NULL))
     UNION
     SELECT d.id, false FROM (
-        SELECT id, status, next_attempt_at FROM hookrelay.deliveries
+        SELECT id, status, next_attempt_at, parked_at FROM hookrelay.deliveries
         WHERE event_id = ANY (ARRAY(SELECT id FROM ev)) OFFSET 0
     ) d
-    WHERE d.status = 'pending' AND d.next_attempt_at IS NULL
+    WHERE d.status = 'pending' AND d.next_attempt_at IS NULL AND d.parked_at IS NULL
 )
 SELECT 1, id, created, 0::bigint, 0::bigint, NULL::bigint[] FROM publish
+UNION ALL
+SELECT 4, NULL, NULL, count(*), 0, NULL FROM upserted WHERE created AND parked_at IS NOT NULL
 UNION ALL
 SELECT 2, NULL, NULL, xid::text::bigint, seq, NULL FROM ev
 UNION ALL
@@ -162,7 +172,7 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	cur := r.lead.cur
-	read, deliveries, created, err := r.fanOut(ctx, cur)
+	read, deliveries, created, parked, err := r.fanOut(ctx, cur)
 	if err != nil {
 		// After a failed transaction the session may be gone (and the lock
 		// with it): stand by. Another relay moved the cursor: forget this
@@ -197,7 +207,8 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 
 	r.m.RelayBatches.Inc()
 	r.m.EventsRelayed.Add(float64(len(read.rows)))
-	r.m.DeliveriesCreated.Add(float64(created))
+	r.m.DeliveriesCreated.Add(float64(created + parked))
+	r.m.DeliveriesParked.Add(float64(parked))
 	return len(read.rows), nil
 }
 
@@ -205,8 +216,9 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 // batch is published up to it),
 // reads the events past it and creates their deliveries, in one transaction
 // committed when it returns (one pipelined round trip). It returns what it
-// read, the delivery ids to publish and how many of them it created.
-func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created int, err error) {
+// read, the delivery ids to publish, how many of them it created, and how
+// many it created parked.
+func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created, parked int, err error) {
 	xids, seqs := cur.pendingArrays()
 	var moved int64 // the cursor's new version, the relay's once committed
 	b := &pgx.Batch{}
@@ -227,17 +239,17 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 	}()
 	for range 3 {
 		if _, err := br.Exec(); err != nil {
-			return read, nil, 0, fmt.Errorf("fan out: begin: %w", err)
+			return read, nil, 0, 0, fmt.Errorf("fan out: begin: %w", err)
 		}
 	}
 	if move {
 		if err := br.QueryRow().Scan(&moved); err != nil {
-			return read, nil, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
+			return read, nil, 0, 0, fmt.Errorf("fan out: store the relay cursor: %w", err)
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return read, nil, 0, fmt.Errorf("fan out: %w", err)
+		return read, nil, 0, 0, fmt.Errorf("fan out: %w", err)
 	}
 	var (
 		kind     int
@@ -262,24 +274,26 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 			}
 		case 3:
 			read.snap = snapshot{xmin: a, xmax: c, xip: xip}
+		case 4:
+			parked = int(a)
 		}
 		return nil
 	})
 	if err != nil {
-		return read, nil, 0, fmt.Errorf("fan out: %w", err)
+		return read, nil, 0, 0, fmt.Errorf("fan out: %w", err)
 	}
 	read.pendingComplete = pendings < r.cfg.BatchSize
 	tag, err := br.Exec()
 	if err != nil {
-		return read, nil, 0, fmt.Errorf("fan out %d events: commit: %w", len(read.rows), err)
+		return read, nil, 0, 0, fmt.Errorf("fan out %d events: commit: %w", len(read.rows), err)
 	}
 	if tag.String() != "COMMIT" {
-		return read, nil, 0, fmt.Errorf("fan out %d events: commit answered %q", len(read.rows), tag.String())
+		return read, nil, 0, 0, fmt.Errorf("fan out %d events: commit answered %q", len(read.rows), tag.String())
 	}
 	if move {
 		r.lead.version = moved
 	}
-	return read, ids, created, nil
+	return read, ids, created, parked, nil
 }
 
 // setIdle records whether the relay waits for a NOTIFY; it writes only when

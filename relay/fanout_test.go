@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
@@ -207,5 +209,60 @@ func TestRelay_FanOutRaceStillPublishesTheOtherRelaysDeliveries(t *testing.T) {
 	}
 	if got := e.streamDeliveries(); len(got) != 1 || got[0] != delivery {
 		t.Fatalf("stream holds %v, want exactly relay A's delivery %s", got, delivery)
+	}
+}
+
+// TestRelay_ParksDeliveriesOfAnOpenBreaker: a webhook whose breaker is open
+// (or half open) gets its deliveries created parked and never published, so
+// a dead endpoint's events cost the workers nothing; a webhook whose breaker
+// is closed, or that has no health row, is published as always.
+func TestRelay_ParksDeliveriesOfAnOpenBreaker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 8)
+	ctx := context.Background()
+	open := e.addWebhook(webhook{eventTypes: []string{"*"}})
+	halfOpen := e.addWebhook(webhook{eventTypes: []string{"*"}})
+	closed := e.addWebhook(webhook{eventTypes: []string{"*"}})
+	e.addWebhook(webhook{eventTypes: []string{"*"}}) // no health row
+	if _, err := e.pool.Exec(ctx, `INSERT INTO hookrelay.webhook_health (webhook_id, circuit, consecutive_failures)
+		VALUES ($1, 'open', 20), ($2, 'half_open', 20), ($3, 'closed', 3)`, open, halfOpen, closed); err != nil {
+		t.Fatal(err)
+	}
+	events := []uuid.UUID{e.emit("config.deployed", map[string]any{}), e.emit("config.deployed", map[string]any{})}
+
+	r, m := e.relay(time.Hour, 100, false)
+	if n, err := r.Drain(ctx); err != nil || n != len(events) {
+		t.Fatalf("Drain: %d events, %v; want %d", n, err, len(events))
+	}
+	onStream := map[uuid.UUID]bool{}
+	for _, id := range e.streamDeliveries() {
+		onStream[id] = true
+	}
+	rows, err := e.pool.Query(ctx, `SELECT id, webhook_id, parked_at IS NOT NULL FROM hookrelay.deliveries WHERE event_id = ANY($1)`, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id, wh uuid.UUID
+	var parked bool
+	n := 0
+	if _, err := pgx.ForEachRow(rows, []any{&id, &wh, &parked}, func() error {
+		n++
+		wantParked := wh == open || wh == halfOpen
+		if parked != wantParked || onStream[id] == wantParked {
+			t.Errorf("delivery of webhook %s: parked %v, on the stream %v; want parked %v and on the stream %v",
+				wh, parked, onStream[id], wantParked, !wantParked)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 4*len(events) || len(onStream) != 2*len(events) {
+		t.Fatalf("%d deliveries, %d on the stream; want %d and %d", n, len(onStream), 4*len(events), 2*len(events))
+	}
+	if got := testutil.ToFloat64(m.DeliveriesParked); got != float64(2*len(events)) {
+		t.Fatalf("hookrelay_deliveries_parked_total %v, want %d", got, 2*len(events))
+	}
+	if got := testutil.ToFloat64(m.DeliveriesCreated); got != float64(4*len(events)) {
+		t.Fatalf("hookrelay_deliveries_created_total %v, want %d: parked deliveries are created too", got, 4*len(events))
 	}
 }

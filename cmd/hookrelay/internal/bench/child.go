@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -32,7 +33,7 @@ func (e *env) startChild(ctx context.Context, command, key, group string, extra 
 		}
 	}
 	cmd.Env = append(cmd.Env,
-		"DATABASE_URL="+e.dbURL, "REDIS_URL="+e.cfg.RedisURL,
+		"DATABASE_URL="+withAppName(e.dbURL, "hookrelay-"+command), "REDIS_URL="+e.cfg.RedisURL,
 		"HOOKRELAY_STREAM="+key, "HOOKRELAY_GROUP="+group,
 		"HOOKRELAY_ALLOW_PRIVATE_NETWORKS=true", "HOOKRELAY_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, extra...)
@@ -79,3 +80,16 @@ func (c *child) stop() error {
 
 // tail is the end of the child's stderr, for error messages; only once it exited.
 func (c *child) tail() string { return lastLines(c.stderr.String(), 5) }
+
+// withAppName sets application_name on a database URL, so that the server's
+// backends of each child can be told apart (pg_stat_activity).
+func withAppName(raw, name string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

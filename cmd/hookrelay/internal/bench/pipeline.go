@@ -18,6 +18,7 @@ type pipelineRun struct {
 	whileWrite int           // events first received before the writers stopped
 	endToEnd   time.Duration // first COMMIT → last event's first receipt
 	duplicates int           // requests beyond one per delivery
+	cpu        cpuUse        // CPU time of each part, first commit → last receipt
 }
 
 func (p pipelineRun) eventsPerSec() float64    { return float64(p.commits) / p.endToEnd.Seconds() }
@@ -64,11 +65,11 @@ func (e *env) pipelineHookrelay(ctx context.Context, writers int) (pipelineRun, 
 		return pipelineRun{}, "", err
 	}
 	defer fx.rcv.close()
-	stop, mode, err := e.startPipeline(ctx, fx.key, fx.group)
+	stop, mode, children, err := e.startPipeline(ctx, fx.key, fx.group)
 	if err != nil {
 		return pipelineRun{}, "", err
 	}
-	run, err := e.measurePipeline(ctx, fx.rcv, writers, fx.hook.Project, emitGo)
+	run, err := e.measurePipeline(ctx, fx.rcv, writers, fx.hook.Project, emitGo, children)
 	if err != nil {
 		err = fmt.Errorf("%w (%s)", err, e.diagnose(ctx, fx.key, fx.group))
 	}
@@ -78,34 +79,34 @@ func (e *env) pipelineHookrelay(ctx context.Context, writers int) (pipelineRun, 
 // startPipeline starts a relay and a worker on key and group: child
 // processes `Binary relay` and `Binary worker` at hookrelay's defaults when
 // Config.Binary is set, otherwise in this process (the bench's worker
-// settings).
-func (e *env) startPipeline(ctx context.Context, key, group string) (stop func() error, mode string, err error) {
+// settings). children names the child processes' pids.
+func (e *env) startPipeline(ctx context.Context, key, group string) (stop func() error, mode string, children map[string]int, err error) {
 	if e.cfg.Binary == "" {
 		w, err := e.startWorker(ctx, key, group, nil)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		stopRelay, err := e.runRelay(ctx, key)
 		if err != nil {
-			return nil, "", errors.Join(err, w.stop(ctx))
+			return nil, "", nil, errors.Join(err, w.stop(ctx))
 		}
 		return func() error {
 			stopRelay()
 			return w.stop(ctx)
-		}, "relay and worker in this process (no -worker-bin: smoke runs only)", nil
+		}, "relay and worker in this process (no -worker-bin: smoke runs only)", nil, nil
 	}
 	worker, err := e.startChild(ctx, "worker", key, group)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	relay, err := e.startChild(ctx, "relay", key, group)
 	if err != nil {
-		return nil, "", errors.Join(err, worker.stop())
+		return nil, "", nil, errors.Join(err, worker.stop())
 	}
 	return func() error {
 			return errors.Join(relay.stop(), worker.stop())
-		}, fmt.Sprintf("relay and worker: child processes %s relay|worker at their defaults",
-			e.cfg.Binary), errors.Join(worker.alive(), relay.alive())
+		}, fmt.Sprintf("relay and worker: child processes %s relay|worker at their defaults", e.cfg.Binary),
+		map[string]int{"relay": relay.pid(), "worker": worker.pid()}, errors.Join(worker.alive(), relay.alive())
 }
 
 // pipelineRiver runs the River-only baseline's pipeline with writers writers
@@ -124,12 +125,15 @@ func (e *env) pipelineRiver(ctx context.Context, writers int, rs riverSettings) 
 	if err := b.client.Start(ctx); err != nil {
 		return pipelineRun{}, fmt.Errorf("start baseline river client: %w", err)
 	}
-	return e.measurePipeline(ctx, fx.rcv, writers, fx.hook.Project, b.emit(fx.hook))
+	return e.measurePipeline(ctx, fx.rcv, writers, fx.hook.Project, b.emit(fx.hook), nil)
 }
 
 // measurePipeline warms the pipeline up, has writers commit with body for
-// PipelineDuration and waits until every event arrived.
-func (e *env) measurePipeline(ctx context.Context, rcv *receiver, writers int, project uuid.UUID, body emitFunc) (pipelineRun, error) {
+// PipelineDuration and waits until every event arrived; it reads the CPU
+// time of this process, of children (by name), of Postgres and of Redis
+// over that.
+func (e *env) measurePipeline(ctx context.Context, rcv *receiver, writers int, project uuid.UUID, body emitFunc,
+	children map[string]int) (pipelineRun, error) {
 	pool, err := e.newPool(ctx, writers+1)
 	if err != nil {
 		return pipelineRun{}, err
@@ -139,6 +143,8 @@ func (e *env) measurePipeline(ctx context.Context, rcv *receiver, writers int, p
 		return pipelineRun{}, err
 	}
 	rcv.reset()
+	meter := e.newCPUMeter(ctx, children)
+	before := meter.read(ctx)
 	w, err := writeFor(ctx, pool, writers, e.cfg.Sizes.PipelineDuration, project, body)
 	if err != nil {
 		return pipelineRun{}, err
@@ -162,7 +168,7 @@ func (e *env) measurePipeline(ctx context.Context, rcv *receiver, writers int, p
 	if err != nil {
 		return pipelineRun{}, fmt.Errorf("%d of %d events received: %w", rcv.firstCount(), len(ids), err)
 	}
-	run := pipelineRun{commits: len(ids), writing: w.end.Sub(w.start)}
+	run := pipelineRun{commits: len(ids), writing: w.end.Sub(w.start), cpu: meter.read(ctx).since(before)}
 	last := first
 	for _, at := range got {
 		if at.After(last) {
@@ -202,6 +208,10 @@ func (e *env) reportPipeline(writers int, mode string, hr, rv pipelineRun, rs ri
 		e.report.add(Figure{Key: key("ratio"), Scenario: ScenarioPipeline, Name: "  hookrelay ÷ River, end-to-end events/s",
 			Value: r, Unit: "×", Goal: "≥ 2× River tuned", Verdict: verdict(r >= 2), Note: e.riverNote()})
 	}
+	e.reportCPU(fmt.Sprintf("pipeline.w%d", writers), ScenarioPipeline, "hookrelay", hr.commits, hr.cpu,
+		[]string{cpuBench, "relay", "worker", cpuPostgres, cpuRedis},
+		[]string{backendPart("bench"), backendPart("hookrelay-relay"), backendPart("hookrelay-worker")})
+	e.reportCPU(key("river"), ScenarioPipeline, "River-only", rv.commits, rv.cpu, []string{cpuBench, cpuPostgres}, nil)
 }
 
 // riverNote says which River settings the run's River figures used.

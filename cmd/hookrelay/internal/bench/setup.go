@@ -132,6 +132,7 @@ func (e *env) newPool(ctx context.Context, size int) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("bench: parse database URL: %w", err)
 	}
 	pc.MaxConns = int32(size)
+	pc.ConnConfig.RuntimeParams["application_name"] = "bench"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open pool: %w", err)

@@ -71,7 +71,7 @@ func TestRun_SmokeEveryScenarioProducesSaneFigures(t *testing.T) {
 		"river.sweep.w100_c1ms", "river.sweep.w100_c5ms", "river.sweep.best",
 		"river.throughput", "river.p50", "river.p99",
 		"pipeline.w4.events", "pipeline.w4.commits", "pipeline.w4.delivered", "pipeline.w4.river", "pipeline.w4.ratio",
-		"pipeline.w4.cpu.bench", "pipeline.w4.cpu.postgres", "pipeline.w4.cpu.redis", "pipeline.w4.cpu.total",
+		"pipeline.w4.cpu.bench", "pipeline.w4.cpu.postgres", "pipeline.w4.cpu.redis", "pipeline.w4.cpu.total", "pipeline.w4.wal",
 		"pipeline.w4.river.cpu.postgres",
 		"memory.peak_rss",
 		"dead.a1.throughput", "dead.a1.p50", "dead.a1.p99", "dead.b1.throughput", "dead.b1.p50", "dead.b1.p99",

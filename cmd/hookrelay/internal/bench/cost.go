@@ -40,9 +40,13 @@ type cpuMeter struct {
 	rdb        redis.UniversalClient
 }
 
-// cpuUse is the CPU time of each part; a part that could not be read is
-// missing.
-type cpuUse map[string]time.Duration
+// usage is what a run used: the CPU time of each part (a part that could
+// not be read is missing) and the WAL the Postgres server wrote (every
+// database's), in bytes; wal is -1 when it could not be read.
+type usage struct {
+	cpu map[string]time.Duration
+	wal int64
+}
 
 // newCPUMeter finds the Postgres server's postmaster through the bench's
 // own connection: the parent of its backend.
@@ -57,9 +61,10 @@ func (e *env) newCPUMeter(ctx context.Context, children map[string]int) *cpuMete
 	return m
 }
 
-// read samples every part.
-func (m *cpuMeter) read(ctx context.Context) cpuUse {
-	use := cpuUse{}
+// read samples every part, and the server's WAL position.
+func (m *cpuMeter) read(ctx context.Context) usage {
+	u := usage{cpu: map[string]time.Duration{}, wal: -1}
+	use := u.cpu
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		use[cpuBench] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -78,14 +83,15 @@ func (m *cpuMeter) read(ctx context.Context) cpuUse {
 	if d, ok := redisCPU(ctx, m.rdb); ok {
 		use[cpuRedis] = d
 	}
-	return use
+	_ = m.pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&u.wal)
+	return u
 }
 
 // backends adds the CPU time of the bench database's backends, by the
 // application_name of their connections, as "postgres[<name>]": the part of
 // the server's work each client caused (a backend that exits meanwhile is
 // counted in the server's total only).
-func (m *cpuMeter) backends(ctx context.Context, use cpuUse) {
+func (m *cpuMeter) backends(ctx context.Context, use map[string]time.Duration) {
 	rows, err := m.pool.Query(ctx, `SELECT pid, application_name FROM pg_stat_activity
 WHERE datname = current_database() AND backend_type = 'client backend'`)
 	if err != nil {
@@ -103,13 +109,16 @@ WHERE datname = current_database() AND backend_type = 'client backend'`)
 
 func backendPart(app string) string { return cpuPostgres + "[" + cmp.Or(app, "unnamed") + "]" }
 
-// since is the CPU time each part used from before to u.
-func (u cpuUse) since(before cpuUse) cpuUse {
-	out := cpuUse{}
-	for k, v := range u {
-		if b, ok := before[k]; ok {
-			out[k] = v - b
+// since is what was used from before to u.
+func (u usage) since(before usage) usage {
+	out := usage{cpu: map[string]time.Duration{}, wal: -1}
+	for k, v := range u.cpu {
+		if b, ok := before.cpu[k]; ok {
+			out.cpu[k] = v - b
 		}
+	}
+	if u.wal >= 0 && before.wal >= 0 {
+		out.wal = u.wal - before.wal
 	}
 	return out
 }
@@ -188,7 +197,7 @@ func redisCPU(ctx context.Context, rdb redis.UniversalClient) (time.Duration, bo
 // <prefix>.cpu.<part>, and their total; then each part of breakdown (a
 // share of a part already counted, such as one client's Postgres
 // backends), outside the total.
-func (e *env) reportCPU(prefix, scenario, what string, events int, use cpuUse, order, breakdown []string) {
+func (e *env) reportCPU(prefix, scenario, what string, events int, u usage, order, breakdown []string) {
 	if events == 0 {
 		return
 	}
@@ -199,7 +208,7 @@ func (e *env) reportCPU(prefix, scenario, what string, events int, use cpuUse, o
 	}
 	var total time.Duration
 	for _, part := range order {
-		if d, ok := use[part]; ok {
+		if d, ok := u.cpu[part]; ok {
 			total += d
 			perEvent(part, d)
 		}
@@ -209,9 +218,15 @@ func (e *env) reportCPU(prefix, scenario, what string, events int, use cpuUse, o
 		Unit: "µs/event", Note: fmt.Sprintf("%s of CPU in all for %d events: %.2f cores busy per 1,000 events/s",
 			total.Round(time.Millisecond), events, total.Seconds()/float64(events)*1000)})
 	for _, part := range breakdown {
-		if d, ok := use[part]; ok {
+		if d, ok := u.cpu[part]; ok {
 			perEvent(part, d)
 		}
+	}
+	if u.wal >= 0 {
+		e.report.add(Figure{Key: prefix + ".wal", Scenario: scenario, Name: fmt.Sprintf("  %s: WAL per event", what),
+			Value: float64(u.wal) / float64(events), Unit: "bytes/event",
+			Note: fmt.Sprintf("%.1f MB of WAL for %d events (the whole server's: on a shared server, others' writes too)",
+				float64(u.wal)/1e6, events)})
 	}
 }
 

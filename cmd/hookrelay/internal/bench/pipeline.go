@@ -18,7 +18,7 @@ type pipelineRun struct {
 	whileWrite int           // events first received before the writers stopped
 	endToEnd   time.Duration // first COMMIT → last event's first receipt
 	duplicates int           // requests beyond one per delivery
-	cpu        cpuUse        // CPU time of each part, first commit → last receipt
+	use        usage         // CPU time of each part and WAL, first commit → last receipt
 }
 
 func (p pipelineRun) eventsPerSec() float64    { return float64(p.commits) / p.endToEnd.Seconds() }
@@ -168,7 +168,7 @@ func (e *env) measurePipeline(ctx context.Context, rcv *receiver, writers int, p
 	if err != nil {
 		return pipelineRun{}, fmt.Errorf("%d of %d events received: %w", rcv.firstCount(), len(ids), err)
 	}
-	run := pipelineRun{commits: len(ids), writing: w.end.Sub(w.start), cpu: meter.read(ctx).since(before)}
+	run := pipelineRun{commits: len(ids), writing: w.end.Sub(w.start), use: meter.read(ctx).since(before)}
 	last := first
 	for _, at := range got {
 		if at.After(last) {
@@ -208,10 +208,10 @@ func (e *env) reportPipeline(writers int, mode string, hr, rv pipelineRun, rs ri
 		e.report.add(Figure{Key: key("ratio"), Scenario: ScenarioPipeline, Name: "  hookrelay ÷ River, end-to-end events/s",
 			Value: r, Unit: "×", Goal: "≥ 2× River tuned", Verdict: verdict(r >= 2), Note: e.riverNote()})
 	}
-	e.reportCPU(fmt.Sprintf("pipeline.w%d", writers), ScenarioPipeline, "hookrelay", hr.commits, hr.cpu,
+	e.reportCPU(fmt.Sprintf("pipeline.w%d", writers), ScenarioPipeline, "hookrelay", hr.commits, hr.use,
 		[]string{cpuBench, "relay", "worker", cpuPostgres, cpuRedis},
 		[]string{backendPart("bench"), backendPart("hookrelay-relay"), backendPart("hookrelay-worker")})
-	e.reportCPU(key("river"), ScenarioPipeline, "River-only", rv.commits, rv.cpu, []string{cpuBench, cpuPostgres}, nil)
+	e.reportCPU(key("river"), ScenarioPipeline, "River-only", rv.commits, rv.use, []string{cpuBench, cpuPostgres}, nil)
 }
 
 // riverNote says which River settings the run's River figures used.

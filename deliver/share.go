@@ -177,8 +177,9 @@ func (s *shares) takeLine(webhook uuid.UUID) []waiter {
 }
 
 // giveBack returns deliveries that done let start but found no worker slot
-// to the front of their endpoint's line. One of the endpoint's requests has
-// just started, so the line is not left without one to drain it.
+// to the front of their endpoint's line. The caller has not started the
+// first of done's deliveries yet, so the endpoint has a request that will
+// end and drain the line.
 func (s *shares) giveBack(ws []waiter) {
 	if len(ws) == 0 {
 		return
@@ -239,12 +240,16 @@ func (w *Worker) next(ctx context.Context, t *target) {
 	if len(starts) == 0 {
 		w.release(1)
 	}
-	for i, n := range starts {
-		if i > 0 && !w.trySlot() {
-			w.shares.giveBack(starts[i:])
-			break
-		}
-		go w.handle(ctx, n.j, n.t)
+	// Slots first, then starts: a delivery given back after another had
+	// started could come back to a line whose last request had ended
+	// meanwhile, with nothing left to drain it.
+	n := min(len(starts), 1) // the slot this request frees
+	for n < len(starts) && w.trySlot() {
+		n++
+	}
+	w.shares.giveBack(starts[n:])
+	for _, s := range starts[:n] {
+		go w.handle(ctx, s.j, s.t)
 	}
 	w.parkLines(ctx, park)
 }

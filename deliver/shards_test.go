@@ -81,6 +81,20 @@ func duplicates(rc *receiver.Receiver, ids []uuid.UUID) (n int) {
 	return n
 }
 
+// startSharded starts a worker with n shards, then waits until every
+// delivery of ids is delivered, once.
+func (h *harness) startSharded(rc *receiver.Receiver, n int, ids func() []uuid.UUID) {
+	h.t.Helper()
+	cfg := h.config()
+	cfg.Shards = n
+	h.startWorker(cfg)
+	all := ids()
+	h.waitDelivered(all, 15*time.Second)
+	if dups := duplicates(rc, all); dups != 0 {
+		h.t.Errorf("%d duplicate requests", dups)
+	}
+}
+
 // waitGone waits until none of keys exists.
 func (h *harness) waitGone(keys []string, within time.Duration) {
 	h.t.Helper()
@@ -96,13 +110,7 @@ func TestWorker_ConsumesEveryShard(t *testing.T) {
 	s := deliver.Streams{Base: h.keys.Stream, N: 4}
 	_, onShard := h.shardHooks(rc.URL, 4)
 	ids := h.publishOn(s, onShard[4], 3)
-	cfg := h.config()
-	cfg.Shards = 4
-	h.startWorker(cfg)
-	h.waitDelivered(ids, 15*time.Second)
-	if dups := duplicates(rc, ids); dups != 0 {
-		t.Errorf("%d duplicate requests", dups)
-	}
+	h.startSharded(rc, 4, func() []uuid.UUID { return ids })
 	for _, key := range s.Keys() {
 		var n int64
 		testwait.Until(t, 5*time.Second, func() bool { n, _ = h.rdb.XLen(t.Context(), key).Result(); return n == 0 },
@@ -207,14 +215,9 @@ func TestWorker_DrainsTheShardsOfAHigherCount(t *testing.T) {
 	four := deliver.Streams{Base: h.keys.Stream, N: 4}
 	all, _ := h.shardHooks(rc.URL, 4, 2)
 	ids := h.publishOn(four, all, 2)
-	cfg := h.config()
-	cfg.Shards = 2
-	h.startWorker(cfg)
-	ids = append(ids, h.publishOn(deliver.Streams{Base: h.keys.Stream, N: 2}, all, 1)...)
-	h.waitDelivered(ids, 15*time.Second)
-	if dups := duplicates(rc, ids); dups != 0 {
-		t.Errorf("%d duplicate requests", dups)
-	}
+	h.startSharded(rc, 2, func() []uuid.UUID {
+		return append(ids, h.publishOn(deliver.Streams{Base: h.keys.Stream, N: 2}, all, 1)...)
+	})
 	h.waitGone(four.Keys(), 5*time.Second)
 	left, err := h.rdb.SMembers(t.Context(), four.Registry()).Result()
 	if err != nil || len(left) != 2 {
@@ -231,12 +234,6 @@ func TestWorker_DrainsTheSingleKeyAfterShardsAreRaised(t *testing.T) {
 	one := deliver.Streams{Base: h.keys.Stream, N: 1}
 	all, _ := h.shardHooks(rc.URL, 3)
 	ids := h.publishOn(one, all, 3)
-	cfg := h.config()
-	cfg.Shards = 3
-	h.startWorker(cfg)
-	h.waitDelivered(ids, 15*time.Second)
-	if dups := duplicates(rc, ids); dups != 0 {
-		t.Errorf("%d duplicate requests", dups)
-	}
+	h.startSharded(rc, 3, func() []uuid.UUID { return ids })
 	h.waitGone([]string{h.keys.Stream}, 5*time.Second)
 }

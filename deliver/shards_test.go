@@ -2,6 +2,7 @@ package deliver_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/hookrelay/hookrelay/deliver"
 	"github.com/hookrelay/hookrelay/internal/receiver"
 	"github.com/hookrelay/hookrelay/internal/stream"
+	"github.com/hookrelay/hookrelay/internal/testkit/testredis"
 	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
@@ -236,4 +238,37 @@ func TestWorker_DrainsTheSingleKeyAfterShardsAreRaised(t *testing.T) {
 	ids := h.publishOn(one, all, 3)
 	h.startSharded(rc, 3, func() []uuid.UUID { return ids })
 	h.waitGone([]string{h.keys.Stream}, 5*time.Second)
+}
+
+// A failed attempt's retry comes back on the shard of its webhook, and so
+// does that of a retry job inserted before shards existed, which names only
+// its delivery.
+func TestWorker_RetriesComeBackOnTheWebhooksShard(t *testing.T) {
+	t.Parallel()
+	rdb, keys := testredis.New(t)
+	h := newShardedHarness(t, rdb, keys, 3)
+	rc := newReceiver(t, statusThen(http.StatusInternalServerError, 1))
+	s := deliver.Streams{Base: h.keys.Stream, N: 3}
+	_, onShard := h.shardHooks(rc.URL, 3)
+	ids := h.publishOn(s, onShard[3][1:2], 1)
+	h.startSharded(rc, 3, func() []uuid.UUID { return nil })
+	if d := h.waitStatus(ids[0], "delivered", 10*time.Second); d.Attempts != 2 {
+		t.Fatalf("delivered after %d attempts, want 2 (a retry)", d.Attempts)
+	}
+	old := h.createDelivery(onShard[3][2].ID, 3)
+	if _, err := h.jobs.River().Insert(t.Context(), deliver.RetryArgs{DeliveryID: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(old, "delivered", 10*time.Second)
+	added := map[string]int64{}
+	for _, key := range s.Keys() {
+		info, err := h.rdb.XInfoStream(t.Context(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		added[key] = info.EntriesAdded
+	}
+	if want := map[string]int64{s.Key(0): 0, s.Key(1): 2, s.Key(2): 1}; !maps.Equal(added, want) {
+		t.Fatalf("entries added per shard: %v, want %v", added, want)
+	}
 }

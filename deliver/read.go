@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -143,16 +144,17 @@ func (w *Worker) readAlone(ctx, workCtx context.Context, key string, tr *outage.
 // free slot and reads without blocking; one that found none blocks with one
 // slot until an entry arrives. It reports whether the loop is over.
 func (w *Worker) readShared(ctx, workCtx context.Context, key string, tr *outage.Tracker, hot *bool) bool {
-	n, block := 1, readBlock
+	n, block := 0, readBlock
 	if *hot {
 		n, block = w.acquire(ctx), -1
 	} else {
 		select {
 		case <-ctx.Done():
 		case <-w.slots:
+			n = 1
 		}
 	}
-	if ctx.Err() != nil {
+	if n == 0 || ctx.Err() != nil {
 		w.release(n)
 		return true
 	}
@@ -236,8 +238,10 @@ func (w *Worker) claimLoop(ctx, workCtx context.Context) {
 	tick(ctx, min(max(w.cfg.ClaimIdle/2, 50*time.Millisecond), 30*time.Second), func() {
 		w.drainRetired(ctx, workCtx)
 		var errs []error
+		own := w.streams.Keys()
 		for _, key := range w.readKeys() {
-			if err := w.claimAll(ctx, workCtx, key); err != nil && !(w.isRetired(key) && stream.IsNoGroup(err)) {
+			// A retired key may have been drained and deleted meanwhile.
+			if err := w.claimAll(ctx, workCtx, key); err != nil && !(stream.IsNoGroup(err) && !slices.Contains(own, key)) {
 				errs = append(errs, err)
 			}
 		}

@@ -49,12 +49,16 @@ func (w *Worker) isRetired(key string) bool {
 // shards now) that still exists and is not drained here yet. Its group is
 // created if missing: a process still running with the old count may have
 // recreated the key. A key that no longer exists is forgotten.
+//
+// It is best effort, tried again at every claim tick; an outage is logged
+// once, by drainTrack.
 func (w *Worker) drainRetired(ctx, workCtx context.Context) {
 	registered, err := w.streams.Registered(ctx, w.rdb)
 	if err != nil {
-		w.log.Warn("cannot read the shard registry; retired shards are drained later", "err", err)
+		w.drainTrack.Fail(err)
 		return
 	}
+	failed := false
 	for _, key := range w.streams.Retired(registered) {
 		if w.isRetired(key) {
 			continue
@@ -66,7 +70,8 @@ func (w *Worker) drainRetired(ctx, workCtx context.Context) {
 			err = stream.EnsureGroup(ctx, w.rdb, key, w.cfg.Group)
 		}
 		if err != nil {
-			w.log.Warn("cannot drain a retired shard yet", "stream", key, "err", err)
+			w.drainTrack.Fail(fmt.Errorf("drain retired stream %s: %w", key, err))
+			failed = true
 			continue
 		}
 		if n == 0 {
@@ -77,6 +82,9 @@ func (w *Worker) drainRetired(ctx, workCtx context.Context) {
 		w.mu.Unlock()
 		w.log.Info("draining the stream of a past shard count", "stream", key)
 		w.startReader(ctx, workCtx, key)
+	}
+	if !failed {
+		w.drainTrack.OK()
 	}
 }
 

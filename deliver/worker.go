@@ -175,6 +175,7 @@ type Worker struct {
 
 	// One tracker per loop that retries a dependency.
 	claimTrack, beatTrack  *outage.Tracker // Redis (each read loop has its own)
+	drainTrack             *outage.Tracker // Redis, for draining retired shards
 	loadTrack, finishTrack *outage.Tracker // Postgres (each flusher has its own)
 	flowTrack              *outage.Tracker // Redis, for flow control
 	afterRecord            func()          // tests: runs between recording a batch and acknowledging it
@@ -232,6 +233,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 	w.claimTrack, w.beatTrack = track("redis", "reclaim entries"), track("redis", "heartbeat")
 	w.loadTrack, w.finishTrack = track("postgres", "load deliveries"), track("postgres", "finish unsent deliveries")
 	w.flowTrack = track("redis", "flow control")
+	w.drainTrack = track("redis", "drain retired shards")
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
 	}

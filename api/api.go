@@ -72,8 +72,11 @@ type Config struct {
 	// EventTypes are the event types a webhook may subscribe to besides "*"
 	// (HOOKRELAY_EVENT_TYPES).
 	EventTypes []string
-	// Stream is the Redis stream key replays are put on (HOOKRELAY_STREAM).
+	// Stream is the base of the Redis stream keys replays are put on
+	// (HOOKRELAY_STREAM), Shards how many there are (HOOKRELAY_STREAM_SHARDS;
+	// 0 means 1): a replay goes on its webhook's shard.
 	Stream string
+	Shards int
 	// Send configures the sender of POST /webhooks/{id}/test, which signs and
 	// sends exactly as the worker does.
 	Send deliver.SendConfig

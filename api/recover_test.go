@@ -28,7 +28,7 @@ import (
 func (e *env) startPipeline(jobsRedis redis.UniversalClient) {
 	e.t.Helper()
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, e.pool, jobsRedis, e.keys.Stream, nil, nil); err != nil {
+	if err := deliver.AddWorkers(workers, e.pool, jobsRedis, deliver.Streams{Base: e.keys.Stream}, nil, nil); err != nil {
 		e.t.Fatal(err)
 	}
 	jc, err := jobs.New(e.pool, jobs.Config{Workers: workers, FetchPollInterval: 50 * time.Millisecond})

@@ -17,7 +17,7 @@ func (a *app) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = deliver.Replay(r.Context(), a.pool, a.rdb, a.cfg.Stream, project, webhookID, deliveryID)
+	err = deliver.Replay(r.Context(), a.pool, a.rdb, deliver.Streams{Base: a.cfg.Stream, N: a.cfg.Shards}, project, webhookID, deliveryID)
 	switch {
 	case errors.Is(err, deliver.ErrWebhookNotFound):
 		return notFound("webhook")

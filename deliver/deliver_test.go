@@ -165,11 +165,11 @@ func TestWorker_FailsAfterMaxAttemptsThenReplayDelivers(t *testing.T) {
 	}
 
 	ctx := t.Context()
-	if err := deliver.Replay(ctx, h.db.Pool, h.rdb, h.keys.Stream, uuid.New(), wh.ID, id); !errors.Is(err, deliver.ErrNotFound) {
+	if err := deliver.Replay(ctx, h.db.Pool, h.rdb, deliver.Streams{Base: h.keys.Stream}, uuid.New(), wh.ID, id); !errors.Is(err, deliver.ErrNotFound) {
 		t.Fatalf("replay in another project: %v, want ErrNotFound", err)
 	}
 	healthy.Store(true)
-	if err := deliver.Replay(ctx, h.db.Pool, h.rdb, h.keys.Stream, h.project, wh.ID, id); err != nil {
+	if err := deliver.Replay(ctx, h.db.Pool, h.rdb, deliver.Streams{Base: h.keys.Stream}, h.project, wh.ID, id); err != nil {
 		t.Fatal(err)
 	}
 	d = h.waitStatus(id, "delivered", 10*time.Second)
@@ -186,11 +186,11 @@ func TestReplay_RefusesPendingDelivery(t *testing.T) {
 	h := newHarness(t)
 	wh := h.webhook("http://127.0.0.1:1/")
 	id := h.createDelivery(wh.ID, 3)
-	err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, h.keys.Stream, h.project, wh.ID, id)
+	err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, deliver.Streams{Base: h.keys.Stream}, h.project, wh.ID, id)
 	if !errors.Is(err, deliver.ErrNotReplayable) {
 		t.Fatalf("replay of a pending delivery: %v, want ErrNotReplayable", err)
 	}
-	if err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, h.keys.Stream, h.project, uuid.New(), id); !errors.Is(err, deliver.ErrNotFound) {
+	if err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, deliver.Streams{Base: h.keys.Stream}, h.project, uuid.New(), id); !errors.Is(err, deliver.ErrNotFound) {
 		t.Fatalf("replay under another webhook: %v, want ErrNotFound", err)
 	}
 }
@@ -203,7 +203,7 @@ func TestReplay_RefusesDeliveryOfDeletedWebhookAndChangesNothing(t *testing.T) {
 	h.exec(`UPDATE hookrelay.deliveries SET status = 'failed' WHERE id = $1`, id)
 	h.exec(`DELETE FROM hookrelay.webhooks WHERE id = $1`, wh.ID)
 	before := h.state(id)
-	err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, h.keys.Stream, h.project, wh.ID, id)
+	err := deliver.Replay(t.Context(), h.db.Pool, h.rdb, deliver.Streams{Base: h.keys.Stream}, h.project, wh.ID, id)
 	if !errors.Is(err, deliver.ErrWebhookNotFound) || !errors.Is(err, deliver.ErrNotFound) {
 		t.Fatalf("replay under a deleted webhook: %v, want ErrWebhookNotFound (an ErrNotFound)", err)
 	}

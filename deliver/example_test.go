@@ -64,7 +64,7 @@ func ExampleNewWorker() {
 	_, _ = relay.New(db.Pool, rdb, relay.Config{Stream: stream}, nil, nil).Drain(ctx)
 
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, db.Pool, rdb, stream, nil, nil); err != nil {
+	if err := deliver.AddWorkers(workers, db.Pool, rdb, deliver.Streams{Base: stream}, nil, nil); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -46,12 +46,18 @@ func newHarness(t testing.TB) *harness {
 }
 
 func newHarnessWith(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys) *harness {
+	return newShardedHarness(t, rdb, keys, 1)
+}
+
+// newShardedHarness is newHarnessWith whose River jobs (retries, parked,
+// recoveries) publish on shards stream keys.
+func newShardedHarness(t testing.TB, rdb redis.UniversalClient, keys testredis.Keys, shards int) *harness {
 	t.Helper()
 	h := &harness{t: t, db: testdb.New(t), rdb: rdb, keys: keys, reg: prometheus.NewRegistry(), project: uuid.New()}
 	h.m = metrics.New(h.reg)
 	t.Cleanup(func() { rdb.Del(context.Background(), deliver.DeadStream(keys.Stream)) })
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, h.db.Pool, rdb, keys.Stream, h.reg, nil); err != nil {
+	if err := deliver.AddWorkers(workers, h.db.Pool, rdb, deliver.Streams{Base: keys.Stream, N: shards}, h.reg, nil); err != nil {
 		t.Fatal(err)
 	}
 	jc, err := jobs.New(h.db.Pool, jobs.Config{Workers: workers, FetchPollInterval: 50 * time.Millisecond})
@@ -171,7 +177,7 @@ func (h *harness) createDelivery(webhookID uuid.UUID, maxAttempts int) uuid.UUID
 
 func (h *harness) publish(ids ...uuid.UUID) {
 	h.t.Helper()
-	if err := stream.Publish(h.t.Context(), h.rdb, h.keys.Stream, ids); err != nil {
+	if err := (stream.Shards{Base: h.keys.Stream}).PublishWebhook(h.t.Context(), h.rdb, uuid.Nil, ids...); err != nil {
 		h.t.Fatal(err)
 	}
 }

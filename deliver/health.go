@@ -191,7 +191,7 @@ func (w *Worker) park(ctx context.Context, jobs []job, targets map[uuid.UUID]*ta
 	if err != nil {
 		return nil, fmt.Errorf("park %d deliveries: %w", len(jobs), err)
 	}
-	var entries []string
+	var entries []entry
 	for _, j := range jobs {
 		if !open[targets[j.id].WebhookID] {
 			closed = append(closed, j)

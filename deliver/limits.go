@@ -35,10 +35,11 @@ const (
 
 // deferral is a job whose delivery waits for a later attempt without using one.
 type deferral struct {
-	j      job
-	at     time.Time
-	slotAt *time.Time // the rate-limit slot reserved for it, kept across the wait
-	reason string
+	j       job
+	webhook uuid.UUID // picks the shard its retry job publishes it to
+	at      time.Time
+	slotAt  *time.Time // the rate-limit slot reserved for it, kept across the wait
+	reason  string
 }
 
 // regulate applies each webhook's flow control to the jobs of a loaded
@@ -60,13 +61,13 @@ func (w *Worker) regulate(ctx context.Context, jobs []job, targets map[uuid.UUID
 			continue
 		}
 		if t.PausedUntil != nil {
-			later = append(later, deferral{j: j, at: t.PausedUntil.Add(spread(time.Second)), reason: deferPaused})
+			later = append(later, deferral{j: j, webhook: t.WebhookID, at: t.PausedUntil.Add(spread(time.Second)), reason: deferPaused})
 			continue
 		}
 		slotAt := t.SlotHeld
 		if slotAt != nil {
 			if t.RateLimit != nil && slotAt.Sub(now) > heldWait(*t.RateLimit) {
-				later = append(later, deferral{j: j, at: *slotAt, slotAt: slotAt, reason: deferRate})
+				later = append(later, deferral{j: j, webhook: t.WebhookID, at: *slotAt, slotAt: slotAt, reason: deferRate})
 				continue
 			}
 			t.startAt = *slotAt
@@ -77,7 +78,7 @@ func (w *Worker) regulate(ctx context.Context, jobs []job, targets map[uuid.UUID
 			case err != nil:
 				w.flowTrouble(err)
 			case !ok:
-				later = append(later, deferral{j: j, at: retryAt.Add(spread(10 * time.Millisecond)), slotAt: slotAt, reason: deferInFlight})
+				later = append(later, deferral{j: j, webhook: t.WebhookID, at: retryAt.Add(spread(10 * time.Millisecond)), slotAt: slotAt, reason: deferInFlight})
 				continue
 			default:
 				t.holding = true
@@ -152,7 +153,7 @@ func (w *Worker) deferJobs(ctx context.Context, later []deferral) {
 	retries := make([]river.InsertManyParams, len(later))
 	for i, d := range later {
 		ids[i], at[i], slots[i] = pgUUID(d.j.id), d.at, d.slotAt
-		retries[i] = river.InsertManyParams{Args: RetryArgs{DeliveryID: d.j.id}, InsertOpts: &river.InsertOpts{ScheduledAt: d.at}}
+		retries[i] = river.InsertManyParams{Args: RetryArgs{DeliveryID: d.j.id, WebhookID: d.webhook}, InsertOpts: &river.InsertOpts{ScheduledAt: d.at}}
 	}
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, deferSQL, ids, at, slots); err != nil {
@@ -161,7 +162,7 @@ func (w *Worker) deferJobs(ctx context.Context, later []deferral) {
 		_, err := w.jobs.InsertManyTx(ctx, tx, retries)
 		return err
 	})
-	var entries []string
+	var entries []entry
 	for _, d := range later {
 		if err == nil {
 			entries = append(entries, w.withHeld(d.j)...)

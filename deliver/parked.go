@@ -12,7 +12,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/hookrelay/hookrelay/internal/outage"
-	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // ParkedKind is the River job kind of ParkedArgs.
@@ -46,10 +45,10 @@ func (ParkedArgs) Kind() string { return ParkedKind }
 
 type parkedWorker struct {
 	river.WorkerDefaults[ParkedArgs]
-	pool   *pgxpool.Pool
-	rdb    redis.UniversalClient
-	stream string
-	track  *outage.Tracker
+	pool    *pgxpool.Pool
+	rdb     redis.UniversalClient
+	streams Streams
+	track   *outage.Tracker
 }
 
 func (p *parkedWorker) Work(ctx context.Context, job *river.Job[ParkedArgs]) error {
@@ -99,7 +98,7 @@ func (p *parkedWorker) publishChunk(ctx context.Context, webhook uuid.UUID, prob
 		if len(ids) == 0 {
 			return nil
 		}
-		return stream.Publish(ctx, p.rdb, p.stream, ids)
+		return p.streams.PublishWebhook(ctx, p.rdb, webhook, ids...)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("publish parked deliveries of webhook %s: %w", webhook, err)

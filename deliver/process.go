@@ -96,8 +96,12 @@ func (t *target) sendable() bool {
 // job is one stream entry to process.
 type job struct {
 	msg redis.XMessage
+	key string // the stream (shard) it was read from
 	id  uuid.UUID
 }
+
+// entry is the job's stream entry.
+func (j job) entry() entry { return entry{j.key, j.msg.ID} }
 
 // dispatch starts processing msgs, which hold n slots. It loads every
 // delivery of the batch in one query; slots not used are released. An entry
@@ -111,27 +115,28 @@ type job struct {
 // A read (async) holds a token of w.loads, which dispatch returns once the
 // batch is loaded; the load then runs in its own goroutine. The claim loop's
 // batches are loaded in the claim loop.
-func (w *Worker) dispatch(ctx context.Context, msgs []redis.XMessage, n int, async bool) {
+func (w *Worker) dispatch(ctx context.Context, key string, msgs []redis.XMessage, n int, async bool) {
 	jobs := make([]job, 0, len(msgs))
 	w.mu.Lock()
 	for _, m := range msgs {
-		if _, busy := w.inflight[m.ID]; busy {
+		e := entry{key, m.ID}
+		if _, busy := w.inflight[e]; busy {
 			continue // reclaimed from ourselves while still being processed
 		}
 		id, err := stream.DeliveryID(m)
 		if err != nil {
 			w.mu.Unlock()
-			w.moveToDead(ctx, m, "malformed entry: "+err.Error())
+			w.moveToDead(ctx, key, m, "malformed entry: "+err.Error())
 			w.mu.Lock()
 			continue
 		}
-		w.inflight[m.ID] = id
+		w.inflight[e] = id
 		if dups, busy := w.held[id]; busy {
-			w.held[id] = append(dups, m.ID)
+			w.held[id] = append(dups, e)
 			continue
 		}
 		w.held[id] = nil
-		jobs = append(jobs, job{msg: m, id: id})
+		jobs = append(jobs, job{msg: m, key: key, id: id})
 	}
 	w.mu.Unlock()
 	w.release(n - len(jobs))
@@ -208,10 +213,10 @@ func (w *Worker) retry(ctx context.Context, tr *outage.Tracker, op func() error)
 
 // withHeld is j's entry and the duplicate entries held with it, taken: the
 // caller acknowledges them all, now that the delivery's outcome is recorded.
-func (w *Worker) withHeld(j job) []string {
+func (w *Worker) withHeld(j job) []entry {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	entries := append([]string{j.msg.ID}, w.held[j.id]...)
+	entries := append([]entry{j.entry()}, w.held[j.id]...)
 	for _, dup := range w.held[j.id] {
 		delete(w.inflight, dup)
 	}
@@ -233,7 +238,7 @@ func (w *Worker) leaveHeld(j job) {
 // forget drops a job from the entries being processed here.
 func (w *Worker) forget(j job) {
 	w.mu.Lock()
-	delete(w.inflight, j.msg.ID)
+	delete(w.inflight, j.entry())
 	for _, dup := range w.held[j.id] {
 		delete(w.inflight, dup) // not acknowledged: pending, for reclaim
 	}
@@ -324,12 +329,12 @@ func (w *Worker) process(ctx context.Context, j job, t *target) (handedOff bool,
 		w.m.UnknownDeliveries.Inc()
 		w.log.Warn("stream entry names a delivery that does not exist; dropped (the reconciler owns recovery)",
 			"delivery_id", j.id, "entry", j.msg.ID)
-		return false, w.ack(ctx, j.msg.ID)
+		return false, w.ack(ctx, j.entry())
 	case t.Status != statusPending:
 		// A duplicate entry of a finished delivery, as are those held with it.
 		return false, w.ack(ctx, w.withHeld(j)...)
 	case !t.Due:
-		return false, w.ack(ctx, j.msg.ID) // its scheduled retry job will publish it when due
+		return false, w.ack(ctx, j.entry()) // its scheduled retry job will publish it when due
 	case !t.WebhookFound || !t.Active:
 		return false, w.finishUnsent(ctx, j, t, statusSkipped, skipReason(t))
 	}
@@ -380,7 +385,7 @@ func (w *Worker) finishUnsent(ctx context.Context, j job, t *target, status, rea
 			w.m.DeadLetters.Inc()
 		}
 	}
-	return w.ack(ctx, j.msg.ID)
+	return w.ack(ctx, j.entry())
 }
 
 func skipReason(t *target) string {
@@ -393,35 +398,38 @@ func skipReason(t *target) string {
 	return "webhook inactive"
 }
 
-// ack acknowledges and deletes entries in one round trip.
-func (w *Worker) ack(ctx context.Context, entryIDs ...string) error {
+// ack acknowledges and deletes entries in one round trip (on a Cluster, one
+// per node), each on its own stream.
+func (w *Worker) ack(ctx context.Context, entries ...entry) error {
 	if w.isKilled() {
 		return errAbandoned
 	}
-	if len(entryIDs) == 0 {
+	if len(entries) == 0 {
 		return nil
 	}
 	_, err := w.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, w.cfg.Stream, w.cfg.Group, entryIDs...)
-		p.XDel(ctx, w.cfg.Stream, entryIDs...)
+		for key, ids := range byKey(entries) {
+			p.XAck(ctx, key, w.cfg.Group, ids...)
+			p.XDel(ctx, key, ids...)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("ack %d entries (first %s): %w", len(entryIDs), entryIDs[0], err)
+		return fmt.Errorf("ack %d entries (first %s of %s): %w", len(entries), entries[0].id, entries[0].key, err)
 	}
 	return nil
 }
 
 // setAsidePoison moves claimed entries that have failed processing
 // PoisonAfter times to the dead stream and returns the others.
-func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]redis.XMessage, error) {
+func (w *Worker) setAsidePoison(ctx context.Context, key string, msgs []redis.XMessage) ([]redis.XMessage, error) {
 	if len(msgs) == 0 {
 		return msgs, nil
 	}
 	cmds, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, m := range msgs {
 			p.XPendingExt(ctx, &redis.XPendingExtArgs{
-				Stream: w.cfg.Stream, Group: w.cfg.Group, Start: m.ID, End: m.ID, Count: 1,
+				Stream: key, Group: w.cfg.Group, Start: m.ID, End: m.ID, Count: 1,
 			})
 		}
 		return nil
@@ -444,7 +452,7 @@ func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]r
 				}
 				checked = true
 			}
-			w.moveToDead(ctx, m, fmt.Sprintf("processing failed %d times", pend[0].RetryCount-1))
+			w.moveToDead(ctx, key, m, fmt.Sprintf("processing failed %d times", pend[0].RetryCount-1))
 			continue
 		}
 		keep = append(keep, m)
@@ -452,25 +460,25 @@ func (w *Worker) setAsidePoison(ctx context.Context, msgs []redis.XMessage) ([]r
 	return keep, nil
 }
 
-// moveToDead copies an entry to the dead stream with the reason, then
+// moveToDead copies an entry of key to key's dead stream with the reason, then
 // acknowledges and deletes it. The copy comes first (a separate command, since
 // in a cluster the two streams may live on different nodes): a failure in
 // between leaves the entry pending, to be moved again.
-func (w *Worker) moveToDead(ctx context.Context, m redis.XMessage, reason string) {
+func (w *Worker) moveToDead(ctx context.Context, key string, m redis.XMessage, reason string) {
 	values := []any{"entry_id", m.ID, "reason", reason, "consumer", w.cfg.Consumer}
 	if v, ok := m.Values[stream.Field].(string); ok {
 		values = append(values, stream.Field, v)
 	}
-	err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadStream(w.cfg.Stream), Values: values}).Err()
+	err := w.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadStream(key), Values: values}).Err()
 	if err == nil {
-		err = w.ack(ctx, m.ID)
+		err = w.ack(ctx, entry{key, m.ID})
 	}
 	if err != nil {
 		w.log.Error("move poison entry aside; it stays pending", "entry", m.ID, "err", err)
 		return
 	}
 	w.m.PoisonEntries.Inc()
-	w.log.Warn("poison entry moved to the dead stream", "entry", m.ID, "dead_stream", DeadStream(w.cfg.Stream), "reason", reason)
+	w.log.Warn("poison entry moved to the dead stream", "entry", m.ID, "dead_stream", DeadStream(key), "reason", reason)
 }
 
 // headerMap decodes a webhook's custom headers; values that are not strings

@@ -139,7 +139,7 @@ func (w *Worker) recordBatch(ctx context.Context, batch []attempted, recheck boo
 			a := &batch[s.latest]
 			latest.add(a)
 			if a.d.next != nil {
-				retries = append(retries, river.InsertManyParams{Args: RetryArgs{DeliveryID: a.t.ID},
+				retries = append(retries, river.InsertManyParams{Args: RetryArgs{DeliveryID: a.t.ID, WebhookID: a.t.WebhookID},
 					InsertOpts: &river.InsertOpts{ScheduledAt: *a.d.next}})
 			}
 		}

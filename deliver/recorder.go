@@ -121,7 +121,7 @@ func (w *Worker) flush(ctx context.Context, track *outage.Tracker, batch []attem
 	if w.afterRecord != nil {
 		w.afterRecord()
 	}
-	entries := make([]string, 0, len(recorded))
+	entries := make([]entry, 0, len(recorded))
 	for _, a := range recorded {
 		if a.d.status == statusPending {
 			// A retry is scheduled, and its job may already have put the
@@ -130,7 +130,7 @@ func (w *Worker) flush(ctx context.Context, track *outage.Tracker, batch []attem
 			// flush): acknowledging it would drop the retry. The held
 			// entries are left pending instead, for reclaim, where a fresh
 			// load decides.
-			entries = append(entries, a.j.msg.ID)
+			entries = append(entries, a.j.entry())
 			w.leaveHeld(a.j)
 			continue
 		}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/dberr"
 	"github.com/hookrelay/hookrelay/internal/outage"
-	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // RecoverKind is the River job kind of RecoverArgs.
@@ -54,7 +53,7 @@ type recoverWorker struct {
 	river.WorkerDefaults[RecoverArgs]
 	pool      *pgxpool.Pool
 	rdb       redis.UniversalClient
-	stream    string
+	streams   Streams
 	redisDown *outage.Tracker
 	pgDown    *outage.Tracker
 }
@@ -101,11 +100,11 @@ func (e *publishError) Error() string { return e.err.Error() }
 // step claims the next chunk (or takes the one left unpublished), publishes
 // it and counts it. more is false once the recovery is over.
 func (w *recoverWorker) step(ctx context.Context, id uuid.UUID) (more bool, err error) {
-	ids, more, err := w.claim(ctx, id)
+	webhook, ids, more, err := w.claim(ctx, id)
 	if err != nil || !more {
 		return false, err
 	}
-	if err := stream.Publish(ctx, w.rdb, w.stream, ids); err != nil {
+	if err := w.streams.PublishWebhook(ctx, w.rdb, webhook, ids...); err != nil {
 		return false, &publishError{err}
 	}
 	w.redisDown.OK()
@@ -127,11 +126,11 @@ type recoveryRow struct {
 	unpublished          []uuid.UUID
 }
 
-// claim returns the ids to publish: those left unpublished by an earlier
+// claim returns the ids to publish, all of the recovery's webhook: those left unpublished by an earlier
 // step, or the next chunk, made pending in a transaction that commits before
 // claim returns. When the window is exhausted it marks the recovery done,
 // when its webhook is gone or disabled canceled, and returns more false.
-func (w *recoverWorker) claim(ctx context.Context, id uuid.UUID) (ids []uuid.UUID, more bool, err error) {
+func (w *recoverWorker) claim(ctx context.Context, id uuid.UUID) (webhook uuid.UUID, ids []uuid.UUID, more bool, err error) {
 	err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		// Index scans for the id lookups, whatever the plan cached while the
 		// table was small (see beginRecordSQL).
@@ -147,6 +146,7 @@ func (w *recoverWorker) claim(ctx context.Context, id uuid.UUID) (ids []uuid.UUI
 		if err != nil {
 			return fmt.Errorf("lock recovery: %w", err)
 		}
+		webhook = r.webhookID
 		if len(r.unpublished) > 0 {
 			ids, more = r.unpublished, true
 			return nil
@@ -154,7 +154,7 @@ func (w *recoverWorker) claim(ctx context.Context, id uuid.UUID) (ids []uuid.UUI
 		ids, more, err = claimChunk(ctx, tx, id, r)
 		return err
 	})
-	return ids, more, err
+	return webhook, ids, more, err
 }
 
 // candidate is a delivery of a recovery's window, by its position.

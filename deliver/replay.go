@@ -9,8 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Errors returned by Replay. Compare with errors.Is.
@@ -31,7 +29,7 @@ var (
 // Postgres (the reconciler puts it back on the stream) and the error says so.
 // A deleted webhook's deliveries are kept for the audit but never replayed
 // (ErrWebhookNotFound), and a refused replay changes nothing.
-func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, projectID, webhookID, deliveryID uuid.UUID) error {
+func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, streams Streams, projectID, webhookID, deliveryID uuid.UUID) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var status string
 		err := tx.QueryRow(ctx, lockForReplaySQL, deliveryID, projectID, webhookID).Scan(&status)
@@ -64,12 +62,8 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, rdb redis.UniversalClient, 
 	if err != nil {
 		return fmt.Errorf("replay delivery %s: %w", deliveryID, err)
 	}
-	return publish(ctx, rdb, stream, deliveryID)
-}
-
-func publish(ctx context.Context, rdb redis.UniversalClient, key string, id uuid.UUID) error {
-	if err := stream.Publish(ctx, rdb, key, []uuid.UUID{id}); err != nil {
-		return fmt.Errorf("replay delivery %s: pending in Postgres, not yet on the stream: %w", id, err)
+	if err := streams.PublishWebhook(ctx, rdb, webhookID, deliveryID); err != nil {
+		return fmt.Errorf("replay delivery %s: pending in Postgres, not yet on the stream: %w", deliveryID, err)
 	}
 	return nil
 }

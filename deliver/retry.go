@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
-	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // RetryKind is the River job kind of RetryArgs.
@@ -27,6 +27,9 @@ const RetryKind = "hookrelay.retry"
 // failed attempt, so a scheduled retry survives any restart.
 type RetryArgs struct {
 	DeliveryID uuid.UUID `json:"delivery_id"`
+	// WebhookID picks the delivery's shard. Jobs inserted before streams
+	// were sharded lack it; their webhook is read from Postgres.
+	WebhookID uuid.UUID `json:"webhook_id,omitzero"`
 }
 
 // Kind implements river.JobArgs.
@@ -51,13 +54,24 @@ func (RetryArgs) Hooks() []rivertype.Hook {
 // the tracker, and counted, not written once per job.
 type retryWorker struct {
 	river.WorkerDefaults[RetryArgs]
-	rdb    redis.UniversalClient
-	stream string
-	track  *outage.Tracker
+	pool    *pgxpool.Pool
+	rdb     redis.UniversalClient
+	streams Streams
+	track   *outage.Tracker
 }
 
 func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error {
-	if err := stream.Publish(ctx, r.rdb, r.stream, []uuid.UUID{job.Args.DeliveryID}); err != nil {
+	webhook := job.Args.WebhookID
+	if webhook == uuid.Nil && !r.streams.Single() {
+		err := r.pool.QueryRow(ctx, webhookOfSQL, job.Args.DeliveryID).Scan(&webhook)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // deleted by retention: nothing to publish
+		}
+		if err != nil {
+			return fmt.Errorf("read the webhook of delivery %s: %w", job.Args.DeliveryID, err)
+		}
+	}
+	if err := r.streams.PublishWebhook(ctx, r.rdb, webhook, job.Args.DeliveryID); err != nil {
 		r.track.Fail(err)
 		return river.JobSnooze(r.track.Backoff())
 	}
@@ -65,18 +79,22 @@ func (r *retryWorker) Work(ctx context.Context, job *river.Job[RetryArgs]) error
 	return nil
 }
 
+// webhookOfSQL reads the webhook of a delivery (a retry job of before the
+// shards names only its delivery).
+const webhookOfSQL = `SELECT webhook_id FROM hookrelay.deliveries WHERE id = $1`
+
 // Timeout bounds one publish.
 func (r *retryWorker) Timeout(*river.Job[RetryArgs]) time.Duration { return 30 * time.Second }
 
 // AddWorkers registers deliver's River workers on workers, for the River
 // client that the wiring assembles (package jobs): the retry job, which
-// publishes a due delivery back onto stream, the parked job, which acts on
+// publishes a due delivery back onto its shard of streams, the parked job, which acts on
 // a webhook's parked deliveries when its breaker or state changes, and the
 // recovery job (RecoverArgs), which works a bulk recovery on pool. Failed
 // publishes and queries are counted on reg; a nil reg means metrics off and a nil log
 // discards.
-func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalClient, stream string, reg prometheus.Registerer, log *slog.Logger) error {
-	if pool == nil || rdb == nil || stream == "" {
+func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalClient, streams Streams, reg prometheus.Registerer, log *slog.Logger) error {
+	if pool == nil || rdb == nil || streams.Base == "" {
 		return errors.New("deliver: AddWorkers needs a pool, a Redis client and a stream key")
 	}
 	if log == nil {
@@ -84,14 +102,14 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, rdb redis.UniversalC
 	}
 	errs := metrics.New(reg).DependencyErrors
 	track := outage.New("redis: publish retry", log, errs.WithLabelValues("redis", "publish retry"))
-	if err := river.AddWorkerSafely(workers, &retryWorker{rdb: rdb, stream: stream, track: track}); err != nil {
+	if err := river.AddWorkerSafely(workers, &retryWorker{pool: pool, rdb: rdb, streams: streams, track: track}); err != nil {
 		return fmt.Errorf("register retry worker: %w", err)
 	}
 	parked := outage.New("redis: publish parked", log, errs.WithLabelValues("redis", "publish parked"))
-	if err := river.AddWorkerSafely(workers, &parkedWorker{pool: pool, rdb: rdb, stream: stream, track: parked}); err != nil {
+	if err := river.AddWorkerSafely(workers, &parkedWorker{pool: pool, rdb: rdb, streams: streams, track: parked}); err != nil {
 		return fmt.Errorf("register parked worker: %w", err)
 	}
-	rec := &recoverWorker{pool: pool, rdb: rdb, stream: stream,
+	rec := &recoverWorker{pool: pool, rdb: rdb, streams: streams,
 		redisDown: outage.New("redis: publish recovery", log, errs.WithLabelValues("redis", "publish recovery")),
 		pgDown:    outage.New("postgres: recovery", log, errs.WithLabelValues("postgres", "recovery"))}
 	if err := river.AddWorkerSafely(workers, rec); err != nil {

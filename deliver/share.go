@@ -227,7 +227,7 @@ func (w *Worker) launch(ctx context.Context, j job, t *target) {
 	case queued:
 		w.release(1)
 	default:
-		w.deferJobs(ctx, []deferral{{j: j, at: time.Now().Add(time.Second + spread(time.Second)), slotAt: t.SlotHeld, reason: deferShare}})
+		w.deferJobs(ctx, []deferral{{j: j, webhook: t.WebhookID, at: time.Now().Add(time.Second + spread(time.Second)), slotAt: t.SlotHeld, reason: deferShare}})
 	}
 }
 

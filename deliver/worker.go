@@ -63,7 +63,14 @@ const maxLoads = 4
 
 // Config tunes a Worker. Zero fields take the defaults above.
 type Config struct {
+	// Stream is the base of the stream keys (HOOKRELAY_STREAM), Group the
+	// consumer group on each of them.
 	Stream, Group string
+	// Shards is how many stream keys deliveries are spread over
+	// (HOOKRELAY_STREAM_SHARDS, see stream.Shards); 0 means 1, the base key
+	// alone. The worker consumes every shard, and drains the keys of a
+	// previous shard count.
+	Shards int
 	// Consumer names this worker in the consumer group; it must be unique
 	// among live workers. Default: hostname-pid-random.
 	Consumer string
@@ -124,8 +131,14 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// DeadStream is the stream that receives entries moved aside as poison.
+// DeadStream is the stream that receives the entries of stream (a shard's
+// key) moved aside as poison: one per shard, in the shard's slot.
 func DeadStream(stream string) string { return stream + ":dead" }
+
+// Streams says where deliveries are published and read: the base key
+// (HOOKRELAY_STREAM) and the number of shards (HOOKRELAY_STREAM_SHARDS).
+// Every publisher puts a delivery on the shard of its webhook.
+type Streams = stream.Shards
 
 // SendConfig is how a worker sends attempts: timeout, identifying headers,
 // signature scheme and network policy.
@@ -141,15 +154,16 @@ type SendConfig = httpsend.Config
 type Worker struct {
 	life service.Base // Start/Stop state; not exported, so callers cannot Exit it
 
-	pool   *pgxpool.Pool
-	rdb    redis.UniversalClient
-	jobs   *river.Client[pgx.Tx]
-	cfg    Config
-	m      *metrics.Metrics
-	log    *slog.Logger
-	sender *httpsend.Sender
-	flow   *flow.Limiter // per-endpoint rate and in-flight limits, shared through Redis
-	shares *shares       // each endpoint's share of this worker's slots
+	pool    *pgxpool.Pool
+	rdb     redis.UniversalClient
+	jobs    *river.Client[pgx.Tx]
+	cfg     Config
+	streams Streams // the keys read, and the base of the retired ones
+	m       *metrics.Metrics
+	log     *slog.Logger
+	sender  *httpsend.Sender
+	flow    *flow.Limiter // per-endpoint rate and in-flight limits, shared through Redis
+	shares  *shares       // each endpoint's share of this worker's slots
 
 	slots chan struct{} // one token per HTTP attempt that may be in flight
 	loads chan struct{} // one token per load of a read's deliveries that may be in flight
@@ -160,18 +174,21 @@ type Worker struct {
 	recordTxs  atomic.Int64     // recording transactions committed
 
 	// One tracker per loop that retries a dependency.
-	readTrack, claimTrack, beatTrack *outage.Tracker // Redis
-	loadTrack, finishTrack           *outage.Tracker // Postgres (each flusher has its own)
-	flowTrack                        *outage.Tracker // Redis, for flow control
-	afterRecord                      func()          // tests: runs between recording a batch and acknowledging it
-	draining                         chan struct{}   // closed by Stop: record batches without lingering
+	claimTrack, beatTrack  *outage.Tracker // Redis (each read loop has its own)
+	drainTrack             *outage.Tracker // Redis, for draining retired shards
+	loadTrack, finishTrack *outage.Tracker // Postgres (each flusher has its own)
+	flowTrack              *outage.Tracker // Redis, for flow control
+	afterRecord            func()          // tests: runs between recording a batch and acknowledging it
+	draining               chan struct{}   // closed by Stop: record batches without lingering
 
 	mu       sync.Mutex
-	inflight map[string]uuid.UUID   // stream entry id → delivery id, being processed here
-	held     map[uuid.UUID][]string // deliveries being processed here → their duplicate entries held
-	stop     context.CancelFunc     // stops the read and claim loops
-	abandon  context.CancelFunc     // cancels in-flight deliveries (hard stop)
-	killed   bool                   // in-flight deliveries must neither record nor ack
+	inflight map[entry]uuid.UUID   // stream entry → delivery id, being processed here
+	held     map[uuid.UUID][]entry // deliveries being processed here → their duplicate entries held
+	retired  map[string]bool       // keys of a past shard count being drained here
+	readers  atomic.Int32          // read loops running: one alone reads as before shards
+	stop     context.CancelFunc    // stops the read and claim loops
+	abandon  context.CancelFunc    // cancels in-flight deliveries (hard stop)
+	killed   bool                  // in-flight deliveries must neither record nor ack
 	loops    sync.WaitGroup
 	work     sync.WaitGroup // jobs from dispatch until their entry is settled
 }
@@ -196,6 +213,7 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		rdb:      rdb,
 		jobs:     jobs,
 		cfg:      cfg,
+		streams:  Streams{Base: cfg.Stream, N: cfg.Shards},
 		m:        m,
 		log:      log.With("consumer", cfg.Consumer),
 		sender:   httpsend.New(cfg.Send),
@@ -203,17 +221,19 @@ func NewWorker(pool *pgxpool.Pool, rdb redis.UniversalClient, jobs *river.Client
 		shares:   newShares(cfg.Breaker.Failures),
 		slots:    make(chan struct{}, cfg.Concurrency),
 		loads:    make(chan struct{}, maxLoads),
-		inflight: make(map[string]uuid.UUID),
-		held:     make(map[uuid.UUID][]string),
+		inflight: make(map[entry]uuid.UUID),
+		held:     make(map[uuid.UUID][]entry),
+		retired:  make(map[string]bool),
 
 		recIn:      make(chan attempted),
 		recBatches: make(chan []attempted),
 		draining:   make(chan struct{}),
 	}
 	track := w.tracker
-	w.readTrack, w.claimTrack, w.beatTrack = track("redis", "read stream"), track("redis", "reclaim entries"), track("redis", "heartbeat")
+	w.claimTrack, w.beatTrack = track("redis", "reclaim entries"), track("redis", "heartbeat")
 	w.loadTrack, w.finishTrack = track("postgres", "load deliveries"), track("postgres", "finish unsent deliveries")
 	w.flowTrack = track("redis", "flow control")
+	w.drainTrack = track("redis", "drain retired shards")
 	for range cfg.Concurrency {
 		w.slots <- struct{}{}
 	}
@@ -236,7 +256,7 @@ func (w *Worker) Name() string { return "worker" }
 // keep retrying.
 func (w *Worker) Start(ctx context.Context) error {
 	return w.life.Start(func() error {
-		if err := w.ensureGroup(ctx); err != nil {
+		if err := w.ensureGroups(ctx); err != nil {
 			w.log.Warn("cannot join consumer group yet; will retry", "err", err)
 		}
 		// The loops outlive the start context; Stop ends them.
@@ -246,8 +266,11 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.mu.Lock()
 		w.stop, w.abandon = stop, abandon
 		w.mu.Unlock()
-		w.loops.Add(2)
-		go w.readLoop(loopCtx, workCtx)
+		w.loops.Add(1)
+		for _, key := range w.streams.Keys() {
+			w.startReader(loopCtx, workCtx, key)
+		}
+		w.drainRetired(loopCtx, workCtx)
 		go w.claimLoop(loopCtx, workCtx)
 		w.recs.Add(1)
 		go w.heartbeatLoop(workCtx)
@@ -304,8 +327,10 @@ func (w *Worker) Err() error { return w.life.Err() }
 // that consumers of past processes do not pile up. It keeps the consumer when
 // entries are still pending on it (deleting it would drop them from the group).
 func (w *Worker) leaveGroup(ctx context.Context) {
-	if err := stream.LeaveGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group, w.cfg.Consumer); err != nil {
-		w.log.Debug("leave consumer group", "err", err)
+	for _, key := range w.streams.Keys() {
+		if err := stream.LeaveGroup(ctx, w.rdb, key, w.cfg.Group, w.cfg.Consumer); err != nil {
+			w.log.Debug("leave consumer group", "stream", key, "err", err)
+		}
 	}
 }
 
@@ -326,167 +351,6 @@ func (w *Worker) isKilled() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.killed
-}
-
-// ensureGroup creates the stream and the consumer group if they are missing.
-func (w *Worker) ensureGroup(ctx context.Context) error {
-	return stream.EnsureGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group)
-}
-
-// readLoop reads new entries for as many deliveries as there are free slots.
-// It does not wait for their load: it reads on while up to maxLoads reads'
-// deliveries are being loaded, and waits only when all of them are, so that
-// an entry is read the moment it arrives and a busy Postgres makes the reads
-// (and the loads) larger rather than more frequent.
-func (w *Worker) readLoop(ctx, workCtx context.Context) {
-	defer w.loops.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.loads:
-		}
-		n := w.acquire(ctx)
-		if n == 0 {
-			w.loads <- struct{}{}
-			return
-		}
-		streams, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group:    w.cfg.Group,
-			Consumer: w.cfg.Consumer,
-			Streams:  []string{w.cfg.Stream, ">"},
-			Count:    int64(n),
-			Block:    readBlock,
-		}).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			w.release(n)
-			w.loads <- struct{}{}
-			if ctx.Err() != nil {
-				return
-			}
-			w.redisTrouble(ctx, w.readTrack, err)
-			continue
-		}
-		w.readTrack.OK()
-		var msgs []redis.XMessage
-		for _, s := range streams {
-			msgs = append(msgs, s.Messages...)
-		}
-		w.dispatch(workCtx, msgs, n, true)
-	}
-}
-
-// claimLoop reclaims entries left pending by dead consumers (and by this one,
-// after a processing error) once they have been idle for ClaimIdle, and moves
-// entries that keep failing to the dead stream.
-func (w *Worker) claimLoop(ctx, workCtx context.Context) {
-	defer w.loops.Done()
-	tick(ctx, min(max(w.cfg.ClaimIdle/2, 50*time.Millisecond), 30*time.Second), func() {
-		if err := w.claimAll(ctx, workCtx); err != nil {
-			if ctx.Err() == nil {
-				w.redisTrouble(ctx, w.claimTrack, err)
-			}
-			return
-		}
-		w.claimTrack.OK()
-	})
-}
-
-// tick calls fn every d until ctx ends.
-func tick(ctx context.Context, d time.Duration, fn func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		fn()
-	}
-}
-
-// claimAll walks the group's pending entries with XAUTOCLAIM until every idle
-// one has been claimed.
-func (w *Worker) claimAll(ctx, workCtx context.Context) error {
-	start := "0-0"
-	for {
-		n := w.acquire(ctx)
-		if n == 0 {
-			return nil
-		}
-		msgs, next, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream:   w.cfg.Stream,
-			Group:    w.cfg.Group,
-			Consumer: w.cfg.Consumer,
-			MinIdle:  w.cfg.ClaimIdle,
-			Start:    start,
-			Count:    int64(n),
-		}).Result()
-		if err != nil {
-			w.release(n)
-			return fmt.Errorf("xautoclaim: %w", err)
-		}
-		msgs, err = w.setAsidePoison(ctx, msgs)
-		if err != nil {
-			w.release(n)
-			return err
-		}
-		w.dispatch(workCtx, msgs, n, false)
-		if next == "0-0" || next == "" {
-			return nil
-		}
-		start = next
-	}
-}
-
-// redisTrouble handles a failed stream command. NOGROUP means the group or
-// the stream is gone (Redis restarted empty, was flushed, or lost the key):
-// the worker recreates the group at once, says so through OnGroupMissing,
-// and carries on. Anything else is an outage: tr logs its start once and
-// paces the retries.
-func (w *Worker) redisTrouble(ctx context.Context, tr *outage.Tracker, err error) {
-	if stream.IsNoGroup(err) {
-		w.log.Warn("consumer group missing (Redis restarted, flushed or lost the stream?); recreating it")
-		if w.cfg.OnGroupMissing != nil {
-			w.cfg.OnGroupMissing()
-		}
-		if err = w.ensureGroup(ctx); err == nil {
-			return
-		}
-	}
-	tr.Fail(err)
-	tr.Wait(ctx)
-}
-
-// heartbeatLoop keeps the entries this worker is processing from looking
-// abandoned: every ClaimIdle/4 it resets their idle time (XCLAIM … JUSTID to
-// itself, which leaves their delivery counts alone), so that another worker
-// reclaims them only once this one has died, not while it waits for a slow
-// receiver or for Postgres to come back.
-func (w *Worker) heartbeatLoop(ctx context.Context) {
-	defer w.recs.Done()
-	every := max(w.cfg.ClaimIdle/4, 10*time.Millisecond)
-	tick(ctx, every, func() {
-		w.mu.Lock()
-		ids := make([]string, 0, len(w.inflight))
-		for id := range w.inflight {
-			ids = append(ids, id)
-		}
-		w.mu.Unlock()
-		if len(ids) == 0 {
-			return
-		}
-		err := w.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-			Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer,
-			MinIdle: every, Messages: ids,
-		}).Err()
-		if err != nil && ctx.Err() == nil && !stream.IsNoGroup(err) {
-			w.beatTrack.Fail(err)
-			return
-		}
-		w.beatTrack.OK()
-	})
 }
 
 // acquire waits for at least one free slot and takes every free slot, up to

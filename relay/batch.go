@@ -29,7 +29,8 @@ FROM hookrelay.relay_cursor WHERE id = 1`
 	// ($1, $2) and rows of the pending transactions ($3) above their seq
 	// ($4), each part at most $5 rows in (xid, seq) order — creates one
 	// delivery per matching active webhook, and returns, in one result:
-	// kind 1, the delivery ids to publish (the ones it created, plus pending
+	// kind 1, the delivery ids to publish (with their webhook, which picks
+	// the shard) (the ones it created, plus pending
 	// ones created by an earlier read of the same events, by a relay that
 	// died before moving the cursor, whose retry is not already scheduled);
 	// kind 2, the position of every event read; kind 3, the statement's
@@ -92,25 +93,25 @@ FROM hookrelay.relay_cursor WHERE id = 1`
      AND (w.environment_name IS NULL OR w.environment_name = o.data -> 'environment' ->> 'name')
     LEFT JOIN hookrelay.webhook_health h ON h.webhook_id = w.id
     ON CONFLICT (event_id, webhook_id) DO UPDATE SET event_id = excluded.event_id
-    RETURNING id, xmax = 0 AS created, status, next_attempt_at, parked_at
+    RETURNING id, webhook_id, xmax = 0 AS created, status, next_attempt_at, parked_at
 ), publish AS (
-    SELECT id, created FROM upserted
+    SELECT id, webhook_id, created FROM upserted
     WHERE parked_at IS NULL AND (created OR (status = 'pending' AND next_attempt_at IS NULL))
     UNION
-    SELECT d.id, false FROM (
-        SELECT id, status, next_attempt_at, parked_at FROM hookrelay.deliveries
+    SELECT d.id, d.webhook_id, false FROM (
+        SELECT id, webhook_id, status, next_attempt_at, parked_at FROM hookrelay.deliveries
         WHERE event_id = ANY (ARRAY(SELECT id FROM ev)) OFFSET 0
     ) d
     WHERE d.status = 'pending' AND d.next_attempt_at IS NULL AND d.parked_at IS NULL
 )
-SELECT 1, id, created, 0::bigint, 0::bigint, NULL::bigint[] FROM publish
+SELECT 1, id, created, 0::bigint, 0::bigint, NULL::bigint[], webhook_id FROM publish
 UNION ALL
-SELECT 4, NULL, NULL, count(*), 0, NULL FROM upserted WHERE created AND parked_at IS NOT NULL
+SELECT 4, NULL, NULL, count(*), 0, NULL, NULL FROM upserted WHERE created AND parked_at IS NOT NULL
 UNION ALL
-SELECT 2, NULL, NULL, xid::text::bigint, seq, NULL FROM ev
+SELECT 2, NULL, NULL, xid::text::bigint, seq, NULL, NULL FROM ev
 UNION ALL
 SELECT 3, NULL, NULL, pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint,
-       ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x)
+       ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x), NULL
 FROM pg_current_snapshot() AS s`
 
 	// asyncCommitSQL lets the fan-out's commit return before its WAL is
@@ -195,7 +196,7 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 	}
 	// A failed XADD keeps the lead: the cursor in memory has not moved, so
 	// the next batch reads these events again (their deliveries exist).
-	if err := stream.Publish(ctx, r.rdb, r.cfg.Stream, deliveries); err != nil {
+	if err := r.streams.Publish(ctx, r.rdb, deliveries); err != nil {
 		return 0, fmt.Errorf("relay batch of %d events: %w", len(read.rows), err)
 	}
 	if r.afterPublish != nil {
@@ -216,9 +217,9 @@ func (r *Relay) batch(ctx context.Context) (int, error) {
 // batch is published up to it),
 // reads the events past it and creates their deliveries, in one transaction
 // committed when it returns (one pipelined round trip). It returns what it
-// read, the delivery ids to publish, how many of them it created, and how
+// read, the deliveries to publish, how many of them it created, and how
 // many it created parked.
-func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []uuid.UUID, created, parked int, err error) {
+func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []stream.Entry, created, parked int, err error) {
 	xids, seqs := cur.pendingArrays()
 	var moved int64 // the cursor's new version, the relay's once committed
 	b := &pgx.Batch{}
@@ -253,16 +254,16 @@ func (r *Relay) fanOut(ctx context.Context, cur cursor) (read readResult, ids []
 	}
 	var (
 		kind     int
-		id       *uuid.UUID
+		id, wh   *uuid.UUID
 		flag     *bool
 		a, c     int64
 		xip      []int64
 		pendings int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &flag, &a, &c, &xip}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&kind, &id, &flag, &a, &c, &xip, &wh}, func() error {
 		switch kind {
 		case 1: // UNION: an existing row found by both halves comes once
-			ids = append(ids, *id)
+			ids = append(ids, stream.Entry{ID: *id, WebhookID: *wh})
 			if flag != nil && *flag {
 				created++
 			}

@@ -76,11 +76,13 @@ import (
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
 	"github.com/hookrelay/hookrelay/internal/service"
+	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Config is what a Relay needs to know besides its connections.
 type Config struct {
-	Stream       string        // HOOKRELAY_STREAM: the stream key deliveries are published to
+	Stream       string        // HOOKRELAY_STREAM: the stream key deliveries are published to (the base of the shards' keys)
+	Shards       int           // HOOKRELAY_STREAM_SHARDS: how many stream keys deliveries are spread over, by webhook (default 1)
 	BatchSize    int           // HOOKRELAY_RELAY_BATCH: events per read (default DefaultBatchSize)
 	PollInterval time.Duration // HOOKRELAY_POLL_INTERVAL: safety-net poll (default DefaultPollInterval)
 	MaxAttempts  int           // HOOKRELAY_MAX_ATTEMPTS: copied into each new delivery row (default deliver.DefaultMaxAttempts)
@@ -116,6 +118,8 @@ type Relay struct {
 	cfg  Config
 	m    *metrics.Metrics
 	log  *slog.Logger
+
+	streams stream.Shards // where each delivery is published
 
 	wake chan struct{}
 
@@ -167,6 +171,7 @@ func New(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg Config, reg promethe
 		cfg:         cfg,
 		m:           m,
 		log:         log,
+		streams:     stream.Shards{Base: cfg.Stream, N: cfg.Shards},
 		wake:        make(chan struct{}, 1),
 		stopCh:      make(chan struct{}),
 		settleDelay: defaultSettleDelay,
@@ -191,6 +196,11 @@ func (r *Relay) Start(ctx context.Context) error {
 		}
 		if err := r.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("relay: ping redis: %w", err)
+		}
+		// Workers started later with fewer shards drain the ones this
+		// relay publishes to.
+		if err := r.streams.Register(ctx, r.rdb); err != nil {
+			return fmt.Errorf("relay: %w", err)
 		}
 		work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		r.cancelWork = cancel

@@ -36,6 +36,7 @@ func sendConfig(c config.Config) httpsend.Config {
 func newRelay(d *deps, reg *prometheus.Registry) *relay.Relay {
 	return relay.New(d.pool, d.rdb, relay.Config{
 		Stream:       d.cfg.Stream,
+		Shards:       d.cfg.StreamShards,
 		BatchSize:    d.cfg.RelayBatch,
 		PollInterval: d.cfg.PollInterval,
 		MaxAttempts:  d.cfg.MaxAttempts,
@@ -48,7 +49,7 @@ func newRelay(d *deps, reg *prometheus.Registry) *relay.Relay {
 func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Service, error) {
 	c := d.cfg
 	maint := maintenance.New(d.pool, d.rdb, maintenance.Config{
-		Reconcile: maintenance.ReconcileConfig{Stream: c.Stream, Group: c.Group, After: c.ReconcileAfter,
+		Reconcile: maintenance.ReconcileConfig{Stream: c.Stream, Shards: c.StreamShards, Group: c.Group, After: c.ReconcileAfter,
 			Interval: c.ReconcileInterval, ResetGrace: c.Timeout + time.Second},
 		Retention: maintenance.RetentionConfig{OutboxAge: c.RetainOutbox, DeliveriesAge: c.RetainDeliveries,
 			Interval: c.RetentionInterval},
@@ -56,7 +57,7 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 	jobsLog := d.log.With("service", "jobs")
 	workers := river.NewWorkers()
 	if err := errors.Join(
-		deliver.AddWorkers(workers, d.pool, d.rdb, c.Stream, reg, jobsLog),
+		deliver.AddWorkers(workers, d.pool, d.rdb, deliver.Streams{Base: c.Stream, N: c.StreamShards}, reg, jobsLog),
 		maint.AddWorkers(workers),
 	); err != nil {
 		return nil, err
@@ -67,6 +68,7 @@ func newDelivery(d *deps, reg *prometheus.Registry, wake func()) ([]service.Serv
 	}
 	worker, err := deliver.NewWorker(d.pool, d.rdb, jc.River(), deliver.Config{
 		Stream:        c.Stream,
+		Shards:        c.StreamShards,
 		Group:         c.Group,
 		Concurrency:   c.WorkerConcurrency,
 		ClaimIdle:     c.ClaimIdle,
@@ -98,6 +100,7 @@ func newAPI(d *deps, reg *prometheus.Registry) *httpserver.Server {
 		SecretGrace:  c.SecretGrace,
 		EventTypes:   c.EventTypes,
 		Stream:       c.Stream,
+		Shards:       c.StreamShards,
 		Send:         sendConfig(c),
 	}, d.pool, d.rdb, reg, log)
 	return httpserver.New("api", c.APIAddr, h, log)

@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/hookrelay/hookrelay/internal/redisurl"
+	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Config holds every setting of every hookrelay command. The README lists
@@ -27,6 +28,9 @@ type Config struct {
 
 	Stream string `env:"HOOKRELAY_STREAM, default=queues:webhooks"`
 	Group  string `env:"HOOKRELAY_GROUP, default=worker-webhooks"`
+	// StreamShards spreads deliveries over that many stream keys, by
+	// webhook (see stream.Shards); 1 is the one key HOOKRELAY_STREAM.
+	StreamShards int `env:"HOOKRELAY_STREAM_SHARDS, default=1"`
 
 	// Delivery.
 	RetrySchedule        []time.Duration `env:"HOOKRELAY_RETRY_SCHEDULE, default=1m,5m,15m,1h,4h"`
@@ -135,6 +139,11 @@ func (c Config) Validate() error {
 	}
 	if c.Group == "" {
 		bad("HOOKRELAY_GROUP", "must not be empty")
+	}
+	if c.StreamShards < 1 || c.StreamShards > stream.MaxShards {
+		bad("HOOKRELAY_STREAM_SHARDS", "must be between 1 and %d, got %d", stream.MaxShards, c.StreamShards)
+	} else if c.StreamShards > 1 && strings.ContainsAny(c.Stream, "{}") {
+		bad("HOOKRELAY_STREAM", "must not contain a hash tag ({…}) when HOOKRELAY_STREAM_SHARDS > 1: every shard would share its slot, got %q", c.Stream)
 	}
 	if len(c.RetrySchedule) == 0 {
 		bad("HOOKRELAY_RETRY_SCHEDULE", "must list at least one delay")

@@ -15,6 +15,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/config"
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/maintenance"
+	"github.com/hookrelay/hookrelay/internal/stream"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -51,6 +52,7 @@ func TestLoad_DefaultsAreTheOwningPackagesConstants(t *testing.T) {
 		"APIAddr":            {c.APIAddr, api.DefaultAddr},
 		"SecretGrace":        {c.SecretGrace, api.DefaultSecretGrace},
 		"EventTypes":         {c.EventTypes, api.DefaultEventTypes()},
+		"StreamShards":       {c.StreamShards, stream.DefaultShards},
 
 		// Settings no package defaults: they exist only as configuration.
 		"DatabaseURL":          {c.DatabaseURL, "postgres://postgres@localhost:5432/postgres?sslmode=disable"},
@@ -140,6 +142,7 @@ func TestValidate_RefusesNegativeCountsAndDurations(t *testing.T) {
 		{"HOOKRELAY_RETRY_AFTER_MAX", "-1s", "0s", true},
 		{"HOOKRELAY_SECRET_GRACE", "-1s", "0s", true},
 		{"HOOKRELAY_WORKER_CONCURRENCY", "-1", "0", false},
+		{"HOOKRELAY_STREAM_SHARDS", "-1", "0", false},
 		{"HOOKRELAY_CLAIM_IDLE", "-1m", "0s", false},
 		{"HOOKRELAY_BREAKER_FAILURES", "-1", "0", false},
 		{"HOOKRELAY_BREAKER_COOLDOWN", "-1s", "0s", false},
@@ -178,6 +181,24 @@ func TestValidate_RefusesNegativeCountsAndDurations(t *testing.T) {
 				t.Errorf("%s is a count or a duration this test does not try", name)
 			}
 		}
+	}
+}
+
+// HOOKRELAY_STREAM_SHARDS is bounded, and shards need a base key without a
+// hash tag of its own (every shard would share its slot).
+func TestValidate_BoundsStreamShards(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"HOOKRELAY_STREAM_SHARDS": "257"},
+		{"HOOKRELAY_STREAM_SHARDS": "4", "HOOKRELAY_STREAM": "{hooks}:queue"},
+	} {
+		_, err := config.LoadMap(context.Background(), env)
+		if err == nil || !strings.Contains(err.Error(), "HOOKRELAY_STREAM") {
+			t.Errorf("%v: error %v, want one naming the variable", env, err)
+		}
+	}
+	c, err := config.LoadMap(context.Background(), map[string]string{"HOOKRELAY_STREAM_SHARDS": "256"})
+	if err != nil || c.StreamShards != 256 {
+		t.Fatalf("256 shards: %+v, %v", c.StreamShards, err)
 	}
 }
 

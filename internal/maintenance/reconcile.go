@@ -4,9 +4,9 @@
 // data.
 //
 // Each run it
-//   - notices that Redis lost the stream's data: a marker (a consumer group
-//     that only the reconciler creates on the stream, and remembers in
-//     Postgres) is gone, or the server's run id changed. Workers and relays
+//   - notices that Redis lost a stream's data: a marker (a consumer group
+//     that only the reconciler creates on each shard's stream, and remembers
+//     in Postgres) is gone, or the server's run id changed. Workers and relays
 //     recreate the group and the stream within milliseconds of a loss, so
 //     their presence proves nothing; the marker does. It then puts back on
 //     the stream every pending delivery that has no future retry (reason
@@ -20,7 +20,7 @@
 //     and cannot still be queued in the stream (reason "stale");
 //   - reports outbox rows still unpublished after ReconcileConfig.After and wakes the
 //     relays (it never fans out itself: that is the relay's job);
-//   - updates the stream length and pending-entries gauges.
+//   - updates the stream length and pending-entries gauges, per shard.
 //
 // Re-publishing is harmless even when the entry is in fact still in the
 // stream: an entry carries only a delivery id, and workers load the delivery
@@ -46,6 +46,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/metrics"
 	"github.com/hookrelay/hookrelay/internal/outage"
+	"github.com/hookrelay/hookrelay/internal/stream"
 )
 
 // Defaults applied to zero fields of ReconcileConfig.
@@ -58,7 +59,8 @@ const (
 
 // ReconcileConfig says what the reconciler looks at and how often.
 type ReconcileConfig struct {
-	Stream string // stream key (HOOKRELAY_STREAM)
+	Stream string // stream key, the base of the shards' keys (HOOKRELAY_STREAM)
+	Shards int    // HOOKRELAY_STREAM_SHARDS; 0 means 1 (see stream.Shards)
 	Group  string // consumer group (HOOKRELAY_GROUP)
 	// After (HOOKRELAY_RECONCILE_AFTER): a pending delivery whose updated_at
 	// is older than this, and whose next attempt is not scheduled later than
@@ -112,8 +114,8 @@ type ReconcileResult struct {
 	RedisReset     string // why Redis is considered to have lost data ("" if it is not)
 	Reset          int    // deliveries re-published because Redis lost data
 	UnpublishedOld int    // outbox rows unpublished for longer than After
-	StreamLength   int64
-	StreamPending  int64
+	StreamLength   int64  // entries of every shard
+	StreamPending  int64  // entries read and not acknowledged, of every shard
 	// ConsumersRemoved counts consumers of processes that are gone, removed
 	// from the group.
 	ConsumersRemoved int
@@ -124,12 +126,13 @@ type ReconcileResult struct {
 type Reconciler struct {
 	river.WorkerDefaults[ReconcileArgs]
 
-	pool *pgxpool.Pool
-	rdb  redis.UniversalClient
-	cfg  ReconcileConfig
-	wake func()
-	m    *metrics.Metrics
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	rdb     redis.UniversalClient
+	cfg     ReconcileConfig
+	streams stream.Shards
+	wake    func()
+	m       *metrics.Metrics
+	log     *slog.Logger
 
 	// infoTrack logs once that INFO is refused (and once that it answers
 	// again); detectTrack the same for loss detection as a whole.
@@ -148,7 +151,9 @@ type Reconciler struct {
 // Postgres (NOTIFY hookrelay_outbox). Zero fields of cfg take the defaults.
 func NewReconciler(pool *pgxpool.Pool, rdb redis.UniversalClient, cfg ReconcileConfig, wake func(), m *metrics.Metrics, log *slog.Logger) *Reconciler {
 	log = logger(log, "reconcile")
-	return &Reconciler{pool: pool, rdb: rdb, cfg: cfg.withDefaults(), wake: wake, m: m, log: log,
+	cfg = cfg.withDefaults()
+	return &Reconciler{pool: pool, rdb: rdb, cfg: cfg, streams: stream.Shards{Base: cfg.Stream, N: cfg.Shards},
+		wake: wake, m: m, log: log,
 		infoTrack:   outage.New("redis: INFO server for the run id", log, nil),
 		detectTrack: outage.New("redis: detect data loss", log, nil),
 		runTrack:    outage.New("reconcile run", log, nil)}

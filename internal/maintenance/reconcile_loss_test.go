@@ -147,7 +147,7 @@ func TestReconcile_DetectsLossWhateverRecreatedTheStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			later := e.delivery(t, "pending", 0, nil)
-			if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{later}); err != nil {
+			if err := (stream.Shards{Base: e.keys.Stream}).PublishWebhook(ctx, e.rdb, uuid.Nil, later); err != nil {
 				t.Fatal(err)
 			}
 			res := e.run(t)
@@ -170,7 +170,7 @@ func TestReconcile_DestroyedGroupIsRecreatedWithoutALoss(t *testing.T) {
 	ctx := context.Background()
 	e.run(t)
 	id := e.delivery(t, "pending", time.Second, nil)
-	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{id}); err != nil {
+	if err := (stream.Shards{Base: e.keys.Stream}).PublishWebhook(ctx, e.rdb, uuid.Nil, id); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rdb.XGroupDestroy(ctx, e.keys.Stream, e.keys.Group).Err(); err != nil {
@@ -305,7 +305,7 @@ func TestReconcile_RemovesConsumersOfGoneProcesses(t *testing.T) {
 	cfg := e.config()
 	cfg.ConsumerIdle = 200 * time.Millisecond
 	w := maintenance.NewReconciler(e.pool, e.rdb, cfg, nil, metrics.New(nil), nil)
-	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{uuid.New(), uuid.New()}); err != nil {
+	if err := (stream.Shards{Base: e.keys.Stream}).PublishWebhook(ctx, e.rdb, uuid.Nil, uuid.New(), uuid.New()); err != nil {
 		t.Fatal(err)
 	}
 	read := func(consumer string) {
@@ -535,7 +535,7 @@ func TestReconcile_ResetSkipsWhatIsInTheNewStream(t *testing.T) {
 	republished := e.delivery(t, "pending", time.Second, nil)
 	lost := e.delivery(t, "pending", time.Second, nil)
 	srv.Restart()
-	if err := stream.Publish(ctx, e.rdb, e.keys.Stream, []uuid.UUID{republished}); err != nil {
+	if err := (stream.Shards{Base: e.keys.Stream}).PublishWebhook(ctx, e.rdb, uuid.Nil, republished); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.run(t); res.RedisReset == "" || res.Reset != 1 {

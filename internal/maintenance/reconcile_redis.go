@@ -2,6 +2,7 @@ package maintenance
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,8 +38,49 @@ const (
 // It never reads.
 const markerPrefix = "hookrelay-marker-"
 
-// detectLoss reports whether Redis lost the stream's data since the last
-// run ("" if not) and leaves a marker for the next run to find. Workers
+// detectLoss reports whether Redis lost the data of any shard's stream since
+// the last run ("" if not; the first reason found otherwise) and leaves a
+// marker on each for the next run to find. Each shard has its marker and
+// its run id remembered in Postgres; a loss of any one shard re-publishes
+// every pending delivery that is not queued on some shard (carryOnReset).
+// After the shard count changed, the markers remembered for it are not
+// checked once: a shard key drained and deleted, then used again, lost
+// nothing.
+func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, error) {
+	count := strconv.Itoa(w.streams.Count())
+	was, err := w.loadState(ctx, keyShards)
+	if err != nil {
+		return "", err
+	}
+	fresh := cmp.Or(was, "1") != count
+	reason := ""
+	var errs []error
+	for _, key := range w.streams.Keys() {
+		r, err := w.detectLossOn(ctx, key, now, fresh)
+		reason = cmp.Or(reason, r)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return reason, err
+	}
+	if fresh {
+		return reason, w.storeState(ctx, keyShards, count)
+	}
+	return reason, nil
+}
+
+// stateKey is the name under which the reconciler remembers name (a
+// marker, a run id) for the stream key: the name itself for the base key
+// (one shard), as before shards existed.
+func (w *Reconciler) stateKey(name, key string) string {
+	if key == w.streams.Base {
+		return name
+	}
+	return name + ":" + key
+}
+
+// detectLossOn is detectLoss for one stream key; fresh ignores the marker
+// remembered for it. Workers
 // recreate the consumer group within milliseconds of a NOGROUP and relays
 // recreate the stream on their next XADD, so neither says anything; the
 // marker is written by nobody else. The server's run id (INFO) is only a
@@ -47,10 +89,13 @@ const markerPrefix = "hookrelay-marker-"
 //
 // now is the database's clock: deliveries last published before it are
 // re-published when a loss is found.
-func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, error) {
-	stored, err := w.loadState(ctx, keyMarker)
+func (w *Reconciler) detectLossOn(ctx context.Context, key string, now time.Time, fresh bool) (string, error) {
+	stored, err := w.loadState(ctx, w.stateKey(keyMarker, key))
 	if err != nil {
 		return "", err
+	}
+	if fresh {
+		stored = ""
 	}
 	// The next marker is placed before the current one is checked, and
 	// only on a stream that exists: a loss that strikes after the check
@@ -58,13 +103,13 @@ func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, err
 	// marker placed after the check could land in a stream flushed in
 	// between, and hide that loss.)
 	next := newToken()
-	placed := w.rdb.XGroupCreate(ctx, w.cfg.Stream, markerPrefix+next, "$").Err() == nil
-	groups, err := w.rdb.XInfoGroups(ctx, w.cfg.Stream).Result()
+	placed := w.rdb.XGroupCreate(ctx, key, markerPrefix+next, "$").Err() == nil
+	groups, err := w.rdb.XInfoGroups(ctx, key).Result()
 	if w.afterCheck != nil {
 		w.afterCheck()
 	}
 	if err != nil && !stream.IsNoSuchKey(err) {
-		return "", fmt.Errorf("XINFO GROUPS %s: %w", w.cfg.Stream, err)
+		return "", fmt.Errorf("XINFO GROUPS %s: %w", key, err)
 	}
 	hasMarker, hasGroup := false, false
 	var staleMarkers []string
@@ -83,7 +128,7 @@ func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, err
 	if stored != "" && !hasMarker {
 		reason = ResetMarkerGone
 	}
-	runID, changed, err := w.checkRunID(ctx)
+	runID, changed, err := w.checkRunID(ctx, key)
 	if err != nil {
 		w.infoTrack.Fail(err)
 	} else {
@@ -93,7 +138,7 @@ func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, err
 		}
 	}
 	if !hasGroup {
-		if err := stream.EnsureGroup(ctx, w.rdb, w.cfg.Stream, w.cfg.Group); err != nil {
+		if err := stream.EnsureGroup(ctx, w.rdb, key, w.cfg.Group); err != nil {
 			return reason, err
 		}
 	}
@@ -105,7 +150,7 @@ func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, err
 		}
 	}
 	if runID != "" {
-		if err := w.storeState(ctx, keyRedisRunID, runID); err != nil {
+		if err := w.storeState(ctx, w.stateKey(keyRedisRunID, key), runID); err != nil {
 			return reason, err
 		}
 	}
@@ -118,17 +163,17 @@ func (w *Reconciler) detectLoss(ctx context.Context, now time.Time) (string, err
 	case !placed:
 		// The stream was gone, so this run has found the loss (or it is
 		// the first): a marker placed now, creating the stream, hides nothing.
-		if err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, markerPrefix+next, "$").Err(); err != nil {
-			return reason, fmt.Errorf("create marker group on %s: %w", w.cfg.Stream, err)
+		if err := w.rdb.XGroupCreateMkStream(ctx, key, markerPrefix+next, "$").Err(); err != nil {
+			return reason, fmt.Errorf("create marker group on %s: %w", key, err)
 		}
 	case hasMarker:
 		staleMarkers = append(staleMarkers, markerPrefix+stored)
 	}
-	if err := w.storeState(ctx, keyMarker, next); err != nil {
+	if err := w.storeState(ctx, w.stateKey(keyMarker, key), next); err != nil {
 		return reason, err
 	}
 	for _, g := range staleMarkers {
-		_ = w.rdb.XGroupDestroy(ctx, w.cfg.Stream, g).Err() // best effort: the next run tries again
+		_ = w.rdb.XGroupDestroy(ctx, key, g).Err() // best effort: the next run tries again
 	}
 	return reason, nil
 }
@@ -139,28 +184,28 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-// checkRunID reads the server's run id and reports whether it differs from
-// the one remembered in Postgres; it returns "" when there is nothing new
-// to remember. The first run id ever seen is only remembered.
-func (w *Reconciler) checkRunID(ctx context.Context) (id string, changed bool, err error) {
-	info, err := w.serverInfo(ctx)
+// checkRunID reads the run id of the server holding key and reports whether
+// it differs from the one remembered in Postgres; it returns "" when there
+// is nothing new to remember. The first run id ever seen is only remembered.
+func (w *Reconciler) checkRunID(ctx context.Context, key string) (id string, changed bool, err error) {
+	info, err := w.serverInfo(ctx, key)
 	if err != nil {
 		return "", false, fmt.Errorf("redis INFO server (best effort; loss detection goes on through the marker): %w", err)
 	}
 	id = runID(info)
-	stored, err := w.loadState(ctx, keyRedisRunID)
+	stored, err := w.loadState(ctx, w.stateKey(keyRedisRunID, key))
 	if err != nil || id == "" || id == stored {
 		return "", false, err
 	}
 	return id, stored != "", nil
 }
 
-// serverInfo reads INFO server from the server that holds the stream: in a
-// Redis Cluster, the master of the stream's slot, whose run id is the one
-// that matters (another node's would differ on every call).
-func (w *Reconciler) serverInfo(ctx context.Context) (string, error) {
+// serverInfo reads INFO server from the server that holds key: in a Redis
+// Cluster, the master of the key's slot, whose run id is the one that
+// matters (another node's would differ on every call).
+func (w *Reconciler) serverInfo(ctx context.Context, key string) (string, error) {
 	if c, ok := w.rdb.(*redis.ClusterClient); ok {
-		master, err := c.MasterForKey(ctx, w.cfg.Stream)
+		master, err := c.MasterForKey(ctx, key)
 		if err != nil {
 			return "", err
 		}
@@ -169,81 +214,134 @@ func (w *Reconciler) serverInfo(ctx context.Context) (string, error) {
 	return w.rdb.Info(ctx, "server").Result()
 }
 
-// oldestEntry is the time of the oldest entry in the stream (from its id),
-// and false when the stream is empty or missing. Entries are deleted once
-// acknowledged, so every entry left is unread or being processed.
+// keys lists every stream key that may hold entries: the shards, then the
+// retired keys of a past shard count that workers are draining.
+func (w *Reconciler) keys(ctx context.Context) ([]string, error) {
+	registered, err := w.streams.Registered(ctx, w.rdb)
+	if err != nil {
+		return nil, err
+	}
+	return append(w.streams.Keys(), w.streams.Retired(registered)...), nil
+}
+
+// oldestEntry is the time of the oldest entry of all the stream keys (from
+// its id), and false when they are empty or missing. Entries are deleted
+// once acknowledged, so every entry left is unread or being processed.
 func (w *Reconciler) oldestEntry(ctx context.Context) (time.Time, bool, error) {
-	msgs, err := w.rdb.XRangeN(ctx, w.cfg.Stream, "-", "+", 1).Result()
+	keys, err := w.keys(ctx)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("XRANGE %s: %w", w.cfg.Stream, err)
+		return time.Time{}, false, err
 	}
-	if len(msgs) == 0 {
-		return time.Time{}, false, nil
-	}
-	ms, _, _ := strings.Cut(msgs[0].ID, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("stream entry id %q: %w", msgs[0].ID, err)
-	}
-	return time.UnixMilli(n), true, nil
-}
-
-// streamDeliveries reads the delivery id of every entry in the stream, a
-// page at a time (after a loss, the stream holds only what was published
-// since Redis came back).
-func (w *Reconciler) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, error) {
-	ids := map[uuid.UUID]bool{}
-	start := "-"
-	for {
-		msgs, err := w.rdb.XRangeN(ctx, w.cfg.Stream, start, "+", 1000).Result()
+	var oldest time.Time
+	found := false
+	for _, key := range keys {
+		msgs, err := w.rdb.XRangeN(ctx, key, "-", "+", 1).Result()
 		if err != nil {
-			return nil, fmt.Errorf("XRANGE %s: %w", w.cfg.Stream, err)
+			return time.Time{}, false, fmt.Errorf("XRANGE %s: %w", key, err)
 		}
-		for _, m := range msgs {
-			if id, err := stream.DeliveryID(m); err == nil {
-				ids[id] = true
-			}
+		if len(msgs) == 0 {
+			continue
 		}
-		if len(msgs) < 1000 {
-			return ids, nil
+		ms, _, _ := strings.Cut(msgs[0].ID, "-")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("stream entry id %q: %w", msgs[0].ID, err)
 		}
-		start = "(" + msgs[len(msgs)-1].ID
+		if t := time.UnixMilli(n); !found || t.Before(oldest) {
+			oldest, found = t, true
+		}
 	}
+	return oldest, found, nil
 }
 
-// streamGauges reads and reports the stream's length and the number of
-// entries read but not acknowledged by the group.
-func (w *Reconciler) streamGauges(ctx context.Context) (length, pending int64, err error) {
-	length, err = w.rdb.XLen(ctx, w.cfg.Stream).Result()
+// streamDeliveries reads the delivery id of every entry of every stream
+// key, a page at a time (after a loss, a stream holds only what was
+// published since Redis came back).
+func (w *Reconciler) streamDeliveries(ctx context.Context) (map[uuid.UUID]bool, error) {
+	keys, err := w.keys(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("XLEN %s: %w", w.cfg.Stream, err)
+		return nil, err
 	}
-	p, err := w.rdb.XPending(ctx, w.cfg.Stream, w.cfg.Group).Result()
-	switch {
-	case err != nil && (stream.IsNoGroup(err) || errors.Is(err, redis.Nil)):
-		pending = 0
-	case err != nil:
-		return 0, 0, fmt.Errorf("XPENDING %s %s: %w", w.cfg.Stream, w.cfg.Group, err)
-	default:
-		pending = p.Count
+	ids := map[uuid.UUID]bool{}
+	for _, key := range keys {
+		start := "-"
+		for {
+			msgs, err := w.rdb.XRangeN(ctx, key, start, "+", 1000).Result()
+			if err != nil {
+				return nil, fmt.Errorf("XRANGE %s: %w", key, err)
+			}
+			for _, m := range msgs {
+				if id, err := stream.DeliveryID(m); err == nil {
+					ids[id] = true
+				}
+			}
+			if len(msgs) < 1000 {
+				break
+			}
+			start = "(" + msgs[len(msgs)-1].ID
+		}
+	}
+	return ids, nil
+}
+
+// streamGauges reads and reports, per stream key, the length and the number
+// of entries read but not acknowledged by the group, and returns their sums.
+func (w *Reconciler) streamGauges(ctx context.Context) (length, pending int64, err error) {
+	keys, err := w.keys(ctx)
+	if err != nil {
+		return 0, 0, err
 	}
 	if w.m != nil {
-		w.m.StreamLength.Set(float64(length))
-		w.m.StreamPending.Set(float64(pending))
+		// Series of shards that are gone go with them.
+		w.m.StreamLength.Reset()
+		w.m.StreamPending.Reset()
+	}
+	for _, key := range keys {
+		l, p, err := w.streamGauge(ctx, key)
+		if err != nil {
+			return 0, 0, err
+		}
+		length, pending = length+l, pending+p
+		if w.m != nil {
+			w.m.StreamLength.WithLabelValues(w.streams.Label(key)).Set(float64(l))
+			w.m.StreamPending.WithLabelValues(w.streams.Label(key)).Set(float64(p))
+		}
 	}
 	return length, pending, nil
 }
 
-// removeGoneConsumers deletes the group's consumers that have nothing
-// pending and have been idle for ConsumerIdle: consumers of killed or
-// crashed processes, which never left the group. (A consumer with entries
-// pending keeps them until the claim loops have taken them over.)
-func (w *Reconciler) removeGoneConsumers(ctx context.Context) (int, error) {
-	removed, err := stream.RemoveIdleConsumers(ctx, w.rdb, w.cfg.Stream, w.cfg.Group, w.cfg.ConsumerIdle)
-	if removed > 0 {
-		w.log.Info("removed consumers of processes that are gone", "consumers", removed, "idle_over", w.cfg.ConsumerIdle)
+func (w *Reconciler) streamGauge(ctx context.Context, key string) (length, pending int64, err error) {
+	length, err = w.rdb.XLen(ctx, key).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("XLEN %s: %w", key, err)
 	}
-	return removed, err
+	p, err := w.rdb.XPending(ctx, key, w.cfg.Group).Result()
+	switch {
+	case err != nil && (stream.IsNoGroup(err) || errors.Is(err, redis.Nil)):
+		return length, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("XPENDING %s %s: %w", key, w.cfg.Group, err)
+	}
+	return length, p.Count, nil
+}
+
+// removeGoneConsumers deletes, on every shard, the group's consumers that
+// have nothing pending and have been idle for ConsumerIdle: consumers of
+// killed or crashed processes, which never left the group. (A consumer with
+// entries pending keeps them until the claim loops have taken them over.)
+func (w *Reconciler) removeGoneConsumers(ctx context.Context) (int, error) {
+	total := 0
+	for _, key := range w.streams.Keys() {
+		removed, err := stream.RemoveIdleConsumers(ctx, w.rdb, key, w.cfg.Group, w.cfg.ConsumerIdle)
+		total += removed
+		if err != nil {
+			return total, err
+		}
+	}
+	if total > 0 {
+		w.log.Info("removed consumers of processes that are gone", "consumers", total, "idle_over", w.cfg.ConsumerIdle)
+	}
+	return total, nil
 }
 
 // loadState reads a value the reconciler keeps in Postgres ("" if none).

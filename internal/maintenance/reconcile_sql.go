@@ -21,7 +21,8 @@ const (
 	unlockSQL  = `SELECT pg_advisory_unlock($1)`
 
 	keyRedisRunID  = "redis_run_id"
-	keyMarker      = "redis_marker"       // token of the marker group on the stream
+	keyMarker      = "redis_marker"       // token of the marker group on the stream (":<key>" added for a shard)
+	keyShards      = "stream_shards"      // the shard count the markers were placed with
 	keyResetBefore = "redis_reset_before" // a loss found then (unix µs) is still being re-published
 	keyBackAt      = "pipeline_back_at"   // runs failed until then (unix µs): an outage of Postgres or Redis
 	loadStateSQL   = `SELECT value FROM hookrelay.maintenance_state WHERE key = $1`
@@ -79,7 +80,7 @@ WITH picked AS (
 )
 UPDATE hookrelay.deliveries d SET updated_at = now()
 FROM picked WHERE d.id = picked.id
-RETURNING d.id`
+RETURNING d.id, d.webhook_id`
 )
 
 // republishBatch claims one batch and publishes it, but for the ids in
@@ -97,7 +98,7 @@ func (w *Reconciler) republishBatch(ctx context.Context, updatedBefore, retryBef
 	if err != nil {
 		return 0, 0, fmt.Errorf("claim deliveries: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	ids, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stream.Entry])
 	if err != nil {
 		return 0, 0, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -105,8 +106,8 @@ func (w *Reconciler) republishBatch(ctx context.Context, updatedBefore, retryBef
 		return 0, 0, nil
 	}
 	claimed = len(ids)
-	ids = slices.DeleteFunc(ids, func(id uuid.UUID) bool { return queued[id] })
-	if err := stream.Publish(ctx, w.rdb, w.cfg.Stream, ids); err != nil {
+	ids = slices.DeleteFunc(ids, func(e stream.Entry) bool { return queued[e.ID] })
+	if err := w.streams.Publish(ctx, w.rdb, ids); err != nil {
 		return 0, 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {

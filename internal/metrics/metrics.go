@@ -32,8 +32,11 @@ type Metrics struct {
 	CircuitTransitions *prometheus.CounterVec // by transition: opened, reopened, closed, disabled
 	Circuits           *prometheus.GaugeVec   // webhooks by breaker state (open, half_open), set by the reconciler
 
-	StreamLength  prometheus.Gauge
-	StreamPending prometheus.Gauge
+	// StreamLength and StreamPending are set by the reconciler for each
+	// stream key, by shard ("0".."N-1"; a retired shard still being drained
+	// keeps its number).
+	StreamLength  *prometheus.GaugeVec
+	StreamPending *prometheus.GaugeVec
 
 	Reconciled     *prometheus.CounterVec // by reason: stale, redis_reset
 	UnpublishedOld prometheus.Gauge
@@ -87,8 +90,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			"Changes of webhooks' endpoint health: opened, reopened (a probe failed), closed, disabled.", "transition"),
 		Circuits: f.gaugeVec("hookrelay_webhook_circuits",
 			"Webhooks whose circuit breaker is not closed, by state (open, half_open).", "state"),
-		StreamLength:  f.gauge("hookrelay_stream_length", "Entries in the delivery stream."),
-		StreamPending: f.gauge("hookrelay_stream_pending", "Entries read but not yet acknowledged by the consumer group."),
+		StreamLength: f.gaugeVec("hookrelay_stream_length", "Entries in the delivery stream, by shard.", "shard"),
+		StreamPending: f.gaugeVec("hookrelay_stream_pending",
+			"Entries read but not yet acknowledged by the consumer group, by shard.", "shard"),
 		Reconciled: f.counterVec("hookrelay_reconciled_total",
 			"Deliveries put back on the stream by the reconciler, by reason.", "reason"),
 		UnpublishedOld: f.gauge("hookrelay_outbox_unpublished_stale", "Outbox events still unpublished after the reconcile threshold."),

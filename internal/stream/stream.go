@@ -1,7 +1,8 @@
 // Package stream is the one place that knows the shape of a hookrelay stream
-// entry: a delivery id, nothing more (no secrets, no payload). The relay, the
-// retry jobs, the reconciler and replays publish through it; workers parse
-// entries with it. It also owns the consumer group's housekeeping (create,
+// entry: a delivery id, nothing more (no secrets, no payload), and of the
+// stream keys: Shards maps each delivery to its key, by webhook. The relay,
+// the retry jobs, the reconciler and replays publish through it; workers
+// parse entries with it. It also owns the consumer group's housekeeping (create,
 // leave, remove consumers of gone processes) and the classification of the
 // Redis errors that stream commands answer (NOGROUP, BUSYGROUP, no such key).
 package stream
@@ -19,29 +20,6 @@ import (
 
 // Field is the entry field that carries the delivery id.
 const Field = "delivery_id"
-
-// Publish XADDs one entry per delivery id to key in a single pipelined round
-// trip. It returns nil only if Redis accepted every entry.
-func Publish(ctx context.Context, rdb redis.Cmdable, key string, ids []uuid.UUID) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, id := range ids {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{Field, id.String()}})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("publish %d deliveries to %s: %w", len(ids), key, err)
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			return fmt.Errorf("publish to %s: %w", key, err)
-		}
-	}
-	return nil
-}
 
 // DeliveryID reads the delivery id of an entry.
 func DeliveryID(m redis.XMessage) (uuid.UUID, error) {

@@ -26,8 +26,9 @@ type Keys struct {
 }
 
 // New returns a client of the shared Redis and keys no other test uses; the
-// stream is deleted when t ends. It fails the test, naming Redis, when the
-// server cannot be reached.
+// stream, and every key named after it (its shards, dead streams, shard
+// registry), is deleted when t ends. It fails the test, naming Redis, when
+// the server cannot be reached.
 func New(t testing.TB) (*redis.Client, Keys) {
 	t.Helper()
 	rdb, err := Dial(context.Background())
@@ -37,7 +38,12 @@ func New(t testing.TB) (*redis.Client, Keys) {
 	id := randomHex(6)
 	keys := Keys{Stream: "test:" + id + ":webhooks", Group: "test-" + id}
 	t.Cleanup(func() {
-		rdb.Del(context.Background(), keys.Stream)
+		ctx := context.Background()
+		rdb.Del(ctx, keys.Stream)
+		iter := rdb.Scan(ctx, 0, keys.Stream+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
 		rdb.Close()
 	})
 	return rdb, keys

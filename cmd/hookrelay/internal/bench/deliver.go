@@ -40,7 +40,7 @@ func (e *env) startWorker(ctx context.Context, key, group string, reg prometheus
 	}
 	w := &workerSide{pool: pool}
 	workers := river.NewWorkers()
-	if err := deliver.AddWorkers(workers, pool, e.rdb, key, nil, e.log); err != nil {
+	if err := deliver.AddWorkers(workers, pool, e.rdb, deliver.Streams{Base: key}, nil, e.log); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -131,10 +131,11 @@ RETURNING id`, webhooks, projects, eventType, data, min(fillChunk, n-done), deli
 	return out, nil
 }
 
-// publish puts delivery ids on stream key, in order, a chunk per pipeline.
+// publish puts delivery ids on stream key (one shard: the webhook does not
+// matter), in order, a chunk per pipeline.
 func (e *env) publish(ctx context.Context, key string, ids []uuid.UUID) error {
 	for i := 0; i < len(ids); i += publishChunk {
-		if err := stream.Publish(ctx, e.rdb, key, ids[i:min(i+publishChunk, len(ids))]); err != nil {
+		if err := (stream.Shards{Base: key}).PublishWebhook(ctx, e.rdb, uuid.Nil, ids[i:min(i+publishChunk, len(ids))]...); err != nil {
 			return fmt.Errorf("seed stream: %w", err)
 		}
 	}

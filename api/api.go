@@ -30,6 +30,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/httpsend"
 	"github.com/hookrelay/hookrelay/internal/jobs"
 	"github.com/hookrelay/hookrelay/internal/metrics"
+	"github.com/hookrelay/hookrelay/ui"
 )
 
 // Defaults of the API's settings, as cmd/hookrelay's configuration applies
@@ -99,7 +100,8 @@ type app struct {
 const projectPath = "/api/projects/{project_id}"
 
 // New returns the API's handler: the routes under /api/projects/{project_id}
-// (webhooks, their deliveries, /configs/deploy), /api/keys, /healthz,
+// (webhooks, their deliveries, /configs/deploy), /api/projects, /api/keys,
+// the dashboard under /ui/ (package ui), /healthz,
 // /readyz, /openapi.json (the API's OpenAPI 3.1 document) and /metrics (reg,
 // when it can also be gathered, as a *prometheus.Registry can), behind the
 // bearer-token and API-key check when cfg.Token is set. Requests are counted
@@ -128,8 +130,18 @@ func New(cfg Config, pool *pgxpool.Pool, rdb redis.UniversalClient, reg promethe
 	for pattern, h := range a.routes(reg) {
 		mux.Handle(pattern, h)
 	}
-	return a.middleware(mux)
+	h := a.middleware(mux)
+	mux.Handle(uiPattern, ui.New(h, ui.Config{
+		Protected: cfg.Token != "", HeaderPrefix: send.HeaderPrefix, UserAgent: send.UserAgent,
+		StandardWebhooks: send.StandardWebhooks,
+	}, log))
+	return h
 }
+
+// uiPattern is where the dashboard (package ui) is mounted. It checks its
+// own session cookie and calls the API's routes with it, so the API's token
+// check does not run on it.
+const uiPattern = "/ui/"
 
 // routes are every route the API serves, by pattern: those under
 // projectPath, the health checks, the OpenAPI document and, when reg can be
@@ -156,6 +168,7 @@ func (a *app) routes(reg prometheus.Registerer) map[string]http.Handler {
 		"GET /healthz":      a.wrap(a.healthz),
 		"GET /readyz":       a.wrap(a.readyz),
 		"GET /openapi.json": a.wrap(a.openapi),
+		"GET /api/projects": a.wrap(a.listProjects),
 	}
 	for route, h := range project {
 		method, path, _ := strings.Cut(route, " ")
@@ -210,7 +223,7 @@ func (a *app) middleware(mux *http.ServeMux) http.Handler {
 				Message: fmt.Sprintf("headers: the request line and headers are larger than %d bytes", MaxHeaderBytes)})
 			return
 		}
-		if !a.checkAuth(sw, r) {
+		if pattern != uiPattern && !a.checkAuth(sw, r) {
 			return
 		}
 		if !clean {

@@ -1,0 +1,85 @@
+// hookrelay dashboard: local times, actions through /ui/api/, live refresh.
+// No framework, no build step; the pages work without it but for the buttons.
+"use strict";
+
+function localTimes(root) {
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (!isNaN(d)) t.textContent = d.toLocaleString();
+  }
+}
+
+function showError(msg) {
+  const p = document.getElementById("action-error");
+  if (p) { p.textContent = msg; p.hidden = false; } else { alert(msg); }
+}
+
+async function api(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = body; }
+  const res = await fetch(url, init);
+  let data = null;
+  const text = await res.text();
+  if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
+  if (res.status === 401) { location.href = "/ui/login"; }
+  if (!res.ok) {
+    const m = data && data.error ? data.error.message : res.status + " " + res.statusText;
+    throw new Error(m);
+  }
+  return data;
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// watch polls a delivery until it has more attempts than before, then reloads.
+async function watch(url, before, out) {
+  for (let i = 0; i < 60; i++) {
+    await sleep(1000);
+    const d = await api("GET", url);
+    if (out) out.textContent = "Replayed: " + d.status + ", " + d.attempt_log.length + " attempt(s)";
+    if (d.attempt_log.length > before && d.status !== "pending") { location.reload(); return; }
+  }
+}
+
+async function act(btn) {
+  const ds = btn.dataset;
+  if (ds.confirm && !confirm(ds.confirm)) return;
+  btn.disabled = true;
+  try {
+    const data = await api(ds.action, ds.url, ds.body);
+    if (ds.show === "secret") {
+      const box = document.getElementById("secret");
+      box.querySelector("[data-secret]").textContent = data.secret;
+      box.hidden = false;
+    } else if (ds.show === "test-result") {
+      const out = document.getElementById("test-result");
+      out.textContent = (data.success ? "Success: " : "Failed: ") +
+        (data.status_code ? "HTTP " + data.status_code : "no answer") +
+        " in " + Math.round(data.duration_ms) + " ms" + (data.error ? " · " + data.error : "");
+    } else if (ds.watch) {
+      const out = document.getElementById("replay-result");
+      out.textContent = "Replay queued…";
+      await watch(ds.watch, Number(ds.attempts), out);
+    } else if (ds.then) {
+      location.href = ds.then;
+    } else {
+      location.reload();
+    }
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+document.addEventListener("click", (ev) => {
+  const btn = ev.target.closest("button[data-action]");
+  if (btn) { ev.preventDefault(); act(btn); return; }
+  const copy = ev.target.closest("button[data-copy]");
+  if (copy) {
+    const code = copy.parentElement.querySelector("[data-secret]");
+    navigator.clipboard.writeText(code.textContent).then(() => { copy.textContent = "Copied"; });
+  }
+});
+
+document.addEventListener("DOMContentLoaded", () => localTimes(document));

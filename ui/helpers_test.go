@@ -31,7 +31,7 @@ const (
 type env struct {
 	t       *testing.T
 	pool    *pgxpool.Pool
-	srv     *httptest.Server
+	url     string // the API server's base URL
 	project uuid.UUID
 	token   string
 }
@@ -47,14 +47,14 @@ func newEnv(t *testing.T, tok string) *env {
 	}
 	srv := httptest.NewServer(api.New(cfg, db.Pool, rdb, nil, nil))
 	t.Cleanup(srv.Close)
-	return &env{t: t, pool: db.Pool, srv: srv, project: uuid.New(), token: tok}
+	return &env{t: t, pool: db.Pool, url: srv.URL, project: uuid.New(), token: tok}
 }
 
 // jsonAPI calls the JSON API with the bearer token and decodes a 2xx answer.
 func (e *env) jsonAPI(method, path string, body any) map[string]any {
 	e.t.Helper()
 	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(raw))
+	req, _ := http.NewRequest(method, e.url+path, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -74,8 +74,14 @@ func (e *env) jsonAPI(method, path string, body any) map[string]any {
 // returns its id and secret.
 func (e *env) createWebhook(project uuid.UUID, name string) (id, secret string) {
 	e.t.Helper()
+	return e.createWebhookTo(project, "http://127.0.0.1:9/hook", name)
+}
+
+// createWebhookTo creates a webhook of project to target.
+func (e *env) createWebhookTo(project uuid.UUID, target, name string) (id, secret string) {
+	e.t.Helper()
 	m := e.jsonAPI("POST", "/api/projects/"+project.String()+"/webhooks", map[string]any{
-		"name": name, "url": "http://127.0.0.1:9/hook", "event_types": []string{"*"},
+		"name": name, "url": target, "event_types": []string{"*"},
 		"headers": map[string]string{"Authorization": headerValue},
 	})
 	return m["id"].(string), m["secret"].(string)
@@ -125,7 +131,7 @@ type page struct {
 // do sends a request with the headers given as name, value pairs.
 func (b *browser) do(method, path string, body io.Reader, header ...string) page {
 	b.t.Helper()
-	req, err := http.NewRequest(method, b.e.srv.URL+path, body)
+	req, err := http.NewRequest(method, b.e.url+path, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -147,7 +153,7 @@ func (b *browser) get(path string) page { return b.do("GET", path, nil) }
 func (b *browser) signIn(cred string) page {
 	b.t.Helper()
 	return b.do("POST", "/ui/login", strings.NewReader(url.Values{"token": {cred}}.Encode()),
-		"Content-Type", "application/x-www-form-urlencoded", "Origin", b.e.srv.URL, "Sec-Fetch-Site", "same-origin")
+		"Content-Type", "application/x-www-form-urlencoded", "Origin", b.e.url, "Sec-Fetch-Site", "same-origin")
 }
 
 // want fails unless the page has status and contains every string of has.

@@ -61,7 +61,7 @@ func TestUI_CrossOriginRequestsThatChangeThingsAreRefused(t *testing.T) {
 
 	for name, header := range map[string][]string{
 		"another origin":               {"Origin", "https://evil.example"},
-		"a cross-site fetch":           {"Sec-Fetch-Site", "cross-site", "Origin", e.srv.URL},
+		"a cross-site fetch":           {"Sec-Fetch-Site", "cross-site", "Origin", e.url},
 		"a same-site fetch":            {"Sec-Fetch-Site", "same-site"},
 		"neither Origin nor Sec-Fetch": nil,
 	} {
@@ -75,7 +75,7 @@ func TestUI_CrossOriginRequestsThatChangeThingsAreRefused(t *testing.T) {
 	// The sign-in form is no way around it either.
 	b.do("POST", "/ui/logout", nil, "Origin", "https://evil.example").want(t, http.StatusForbidden)
 
-	b.do("POST", rotate, nil, "Origin", e.srv.URL).want(t, http.StatusOK, `"secret"`)
+	b.do("POST", rotate, nil, "Origin", e.url).want(t, http.StatusOK, `"secret"`)
 	if e.secret(id) == before {
 		t.Fatal("a same-origin rotation did not rotate the secret")
 	}

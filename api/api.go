@@ -163,6 +163,7 @@ func (a *app) routes(reg prometheus.Registerer) map[string]http.Handler {
 		"GET /webhooks/{id}/recoveries":                      a.listRecoveries,
 		"GET /webhooks/{id}/recoveries/{recovery_id}":        a.getRecovery,
 		"POST /configs/deploy":                               a.deployConfig,
+		"GET /deliveries":                                    a.listProjectDeliveries,
 	}
 	routes := map[string]http.Handler{
 		"GET /healthz":      a.wrap(a.healthz),

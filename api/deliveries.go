@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ var deliveryStatuses = map[string]bool{"pending": true, "delivered": true, "fail
 // the name attempt_log keeps it apart from the attempts count.
 type delivery struct {
 	ID                 uuid.UUID  `json:"id"`
+	WebhookID          uuid.UUID  `json:"webhook_id"`
 	EventID            uuid.UUID  `json:"event_id"`
 	EventType          string     `json:"event_type"`
 	Status             string     `json:"status"`
@@ -56,12 +58,12 @@ type attempt struct {
 	ResponseBody *string   `json:"response_body"`
 }
 
-const deliveryColumns = `id, event_id, event_type, status, attempts, max_attempts, created_at,
+const deliveryColumns = `id, webhook_id, event_id, event_type, status, attempts, max_attempts, created_at,
 	delivered_at, next_attempt_at, last_response_status, last_error`
 
 func scanDelivery(row pgx.Row, extra ...any) (delivery, error) {
 	var d delivery
-	dest := append([]any{&d.ID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &d.MaxAttempts, &d.CreatedAt,
+	dest := append([]any{&d.ID, &d.WebhookID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &d.MaxAttempts, &d.CreatedAt,
 		&d.DeliveredAt, &d.NextAttemptAt, &d.LastResponseStatus, &d.LastError}, extra...)
 	return d, row.Scan(dest...)
 }
@@ -118,11 +120,59 @@ func parseCursor(s string) (cursor, error) {
 	return cursor{CreatedAt: at, ID: u}, nil
 }
 
-// deliveryQuery is the parsed query string of the delivery list.
+// deliveryQuery is the parsed query string of the delivery lists: every
+// filter is optional and they combine with AND.
 type deliveryQuery struct {
-	status *string
-	limit  int
-	after  *cursor
+	status    *string
+	eventType *string
+	eventID   *uuid.UUID
+	id        *uuid.UUID // one delivery, to find it by id
+	since     *time.Time // created_at >= since
+	until     *time.Time // created_at < until
+	limit     int
+	after     *cursor
+}
+
+// maxEventTypeLength bounds the event_type filter, as it bounds a webhook's
+// event types.
+const maxEventTypeLength = 200
+
+// parseFilters reads the filters other than status, limit and cursor.
+func (q *deliveryQuery) parseFilters(v url.Values) error {
+	if s := v.Get("event_type"); s != "" {
+		if err := checkText("event_type", s, 1, maxEventTypeLength); err != nil {
+			return err
+		}
+		q.eventType = &s
+	}
+	for _, f := range []struct {
+		name string
+		dst  **uuid.UUID
+	}{{"event_id", &q.eventID}, {"id", &q.id}} {
+		if s := v.Get(f.name); s != "" {
+			id, err := uuid.Parse(s)
+			if err != nil {
+				return invalid(f.name, "must be a UUID")
+			}
+			*f.dst = &id
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  **time.Time
+	}{{"since", &q.since}, {"until", &q.until}} {
+		if s := v.Get(f.name); s != "" {
+			t, err := parseTime(f.name, s)
+			if err != nil {
+				return err
+			}
+			*f.dst = &t
+		}
+	}
+	if q.since != nil && q.until != nil && !q.since.Before(*q.until) {
+		return invalid("until", "must be after since")
+	}
+	return nil
 }
 
 func parseDeliveryQuery(r *http.Request) (deliveryQuery, error) {
@@ -153,7 +203,7 @@ func parseDeliveryQuery(r *http.Request) (deliveryQuery, error) {
 		}
 		q.after = &c
 	}
-	return q, nil
+	return q, q.parseFilters(v)
 }
 
 // listDeliveries returns a page of the webhook's deliveries, newest first,
@@ -170,23 +220,51 @@ func (a *app) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if _, err := loadWebhook(r.Context(), a.pool, project, id, false); err != nil {
 		return err
 	}
+	return a.writeDeliveryPage(w, r, `webhook_id = $1 AND project_id = $2`, &id, project, q)
+}
+
+// listProjectDeliveries returns a page of the deliveries of every webhook of
+// the project, newest first; those of deleted webhooks are left out, as
+// their routes answer 404.
+func (a *app) listProjectDeliveries(w http.ResponseWriter, r *http.Request) error {
+	project, err := pathUUID(r, "project_id")
+	if err != nil {
+		return err
+	}
+	q, err := parseDeliveryQuery(r)
+	if err != nil {
+		return err
+	}
+	return a.writeDeliveryPage(w, r, `$1::uuid IS NULL AND project_id = $2
+		AND webhook_id IN (SELECT id FROM hookrelay.webhooks WHERE project_id = $2)`, nil, project, q)
+}
+
+// writeDeliveryPage answers the page of deliveries that scope (one of the
+// two constant conditions above, on $1 the webhook and $2 the project) and
+// q select.
+func (a *app) writeDeliveryPage(w http.ResponseWriter, r *http.Request, scope string, webhook *uuid.UUID, project uuid.UUID, q deliveryQuery) error {
 	var afterTime *time.Time
 	var afterID *uuid.UUID
 	if q.after != nil {
 		afterTime, afterID = &q.after.CreatedAt, &q.after.ID
 	}
 	rows, err := a.pool.Query(r.Context(), `SELECT `+deliveryColumns+` FROM hookrelay.deliveries
-		WHERE webhook_id = $1 AND project_id = $2
+		WHERE `+scope+`
 		  AND ($3::text IS NULL OR status = $3)
 		  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+		  AND ($7::text IS NULL OR event_type = $7)
+		  AND ($8::uuid IS NULL OR event_id = $8)
+		  AND ($9::timestamptz IS NULL OR created_at >= $9)
+		  AND ($10::timestamptz IS NULL OR created_at < $10)
+		  AND ($11::uuid IS NULL OR id = $11)
 		ORDER BY created_at DESC, id DESC
-		LIMIT $6`, id, project, q.status, afterTime, afterID, q.limit+1)
+		LIMIT $6`, webhook, project, q.status, afterTime, afterID, q.limit+1, q.eventType, q.eventID, q.since, q.until, q.id)
 	if err != nil {
-		return fmt.Errorf("list deliveries of webhook %s: %w", id, err)
+		return fmt.Errorf("list deliveries: %w", err)
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (delivery, error) { return scanDelivery(row) })
 	if err != nil {
-		return fmt.Errorf("list deliveries of webhook %s: %w", id, err)
+		return fmt.Errorf("list deliveries: %w", err)
 	}
 	var next *string
 	if len(list) > q.limit {

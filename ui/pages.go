@@ -39,6 +39,7 @@ type (
 	}
 	delivery struct {
 		ID                 string          `json:"id"`
+		WebhookID          string          `json:"webhook_id"`
 		EventID            string          `json:"event_id"`
 		EventType          string          `json:"event_type"`
 		Status             string          `json:"status"`
@@ -138,41 +139,23 @@ func (s *server) webhooksPage(w http.ResponseWriter, r *http.Request, cred strin
 }
 
 type webhookView struct {
-	Project    string
-	Webhook    webhook
-	Headers    []string // custom header names; their values are never shown
-	Status     string   // the status filter
-	Cursor     string   // the page shown, empty for the first
-	Deliveries []delivery
-	NextCursor string
+	Project string
+	Webhook webhook
+	Headers []string // custom header names; their values are never shown
+	List    deliveryList
 }
 
 func (s *server) webhookPage(w http.ResponseWriter, r *http.Request, cred string) {
 	project, id := r.PathValue("project"), r.PathValue("id")
-	v := webhookView{Project: project, Status: r.URL.Query().Get("status"), Cursor: r.URL.Query().Get("cursor")}
+	v := webhookView{Project: project, List: deliveryList{Project: project, Webhook: id, Filter: filterOf(r)}}
 	if err := s.get(r, cred, projectPath(project, "webhooks", id), &v.Webhook); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	v.Headers = headerNames(v.Webhook.Headers)
-	q := url.Values{}
-	for k, val := range map[string]string{"status": v.Status, "cursor": v.Cursor} {
-		if val != "" {
-			q.Set(k, val)
-		}
-	}
-	path := projectPath(project, "webhooks", id, "deliveries")
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var page deliveryPage
-	if err := s.get(r, cred, path, &page); err != nil {
+	if err := s.loadDeliveries(r, cred, projectPath(project, "webhooks", id, "deliveries"), &v.List); err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	v.Deliveries = page.Deliveries
-	if page.NextCursor != nil {
-		v.NextCursor = *page.NextCursor
 	}
 	s.renderIn(w, http.StatusOK, "webhook", project, v)
 }

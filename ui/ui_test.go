@@ -141,7 +141,8 @@ func TestUI_PagesShowHealthDeliveriesAndAttemptsButNoSecretOrHeaderValue(t *test
 		b.get("/ui/").want(t, http.StatusOK),
 		b.get(base).want(t, http.StatusOK, "Orders", "active", "closed", "failed", "HTTP 503", "<time datetime="),
 		b.get(base+"webhooks/"+id).want(t, http.StatusOK, "Authorization", "(value hidden)", d, "Rotate secret", "Send a test"),
-		b.get(base+"webhooks/"+id+"?status=delivered").want(t, http.StatusOK, "No deliveries with status delivered"),
+		b.get(base+"webhooks/"+id+"?status=delivered").want(t, http.StatusOK, "No deliveries match these filters"),
+		b.get(base+"deliveries?event_type=config.deployed").want(t, http.StatusOK, "Orders", d, `value="config.deployed"`),
 		b.get(base+"webhooks/"+id+"/deliveries/"+d).want(t, http.StatusOK,
 			"#1", "HTTP 503", "12 ms", "receiver is down for maintenance", // the attempt
 			"&#34;environment&#34;: &#34;production&#34;", // the payload, indented
@@ -194,4 +195,36 @@ func (e *env) snapshot() string {
 		e.t.Fatal(err)
 	}
 	return s
+}
+
+func TestUI_DeliveryListsFilterFindByIDAndPageWithTheAPIsCursor(t *testing.T) {
+	e := newEnv(t, "")
+	a, _ := e.createWebhook(e.project, "Orders")
+	b, _ := e.createWebhook(e.project, "Invoices")
+	first, second, third := e.insertDelivery(e.project, a), e.insertDelivery(e.project, b), e.insertDelivery(e.project, a)
+	br := e.browser()
+	list := "/ui/p/" + e.project.String() + "/deliveries"
+
+	all := br.get(list).want(t, http.StatusOK, first, second, third, "Orders", "Invoices", `data-live="deliveries"`)
+	if strings.Contains(all.body, "Older deliveries") {
+		t.Error("one page of three has a next page")
+	}
+	found := br.get(list+"?id="+second).want(t, http.StatusOK, second, "Invoices")
+	if strings.Contains(found.body, first) || strings.Contains(found.body, third) {
+		t.Error("finding one delivery by id lists others")
+	}
+	br.get(list+"?since=yesterday").want(t, http.StatusBadRequest, "since")
+
+	// The API's cursor pages the webhook's list, keeping the filter.
+	hook := "/ui/p/" + e.project.String() + "/webhooks/" + a
+	p1 := br.get(hook+"?status=failed&limit=1").want(t, http.StatusOK, third, "Older deliveries")
+	next := strings.Split(strings.Split(p1.body, `rel="next" href="`)[1], `"`)[0]
+	next = strings.ReplaceAll(next, "&amp;", "&")
+	if !strings.Contains(next, "status=failed") || !strings.Contains(next, "cursor=") {
+		t.Fatalf("next page link %q does not keep the filter and carry the cursor", next)
+	}
+	p2 := br.get(hook+next).want(t, http.StatusOK, first, "Newest")
+	if strings.Contains(p2.body, third) || strings.Contains(p2.body, `data-live=`) {
+		t.Error("the second page repeats the first or refreshes itself")
+	}
 }

@@ -82,4 +82,46 @@ document.addEventListener("click", (ev) => {
   }
 });
 
-document.addEventListener("DOMContentLoaded", () => localTimes(document));
+// Time filters: the form shows local time, the API takes RFC 3339 UTC.
+function pad(n) { return String(n).padStart(2, "0"); }
+function utcFilters(form) {
+  for (const input of form.querySelectorAll("input[data-utc]")) {
+    const hidden = form.querySelector('input[type=hidden][name="' + input.dataset.utc + '"]');
+    const d = hidden.value ? new Date(hidden.value) : null;
+    if (d && !isNaN(d)) {
+      input.value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+        "T" + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    }
+  }
+  form.addEventListener("submit", () => {
+    for (const input of form.querySelectorAll("input[data-utc]")) {
+      const hidden = form.querySelector('input[type=hidden][name="' + input.dataset.utc + '"]');
+      hidden.value = input.value ? new Date(input.value).toISOString() : "";
+    }
+    // Leave empty fields out of the address.
+    for (const el of form.elements) { if (el.name && !el.value) el.disabled = true; }
+  });
+}
+
+// Live parts: every few seconds, fetch this page again and swap in the
+// elements marked data-live, without a full reload.
+const liveEvery = 5000;
+async function refreshLive() {
+  if (document.hidden) return;
+  const res = await fetch(location.href, { credentials: "same-origin" });
+  if (!res.ok) return;
+  const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+  for (const el of document.querySelectorAll("[data-live]")) {
+    const fresh = doc.querySelector('[data-live="' + el.dataset.live + '"]');
+    if (fresh && fresh.innerHTML !== el.innerHTML) {
+      el.innerHTML = fresh.innerHTML;
+      localTimes(el);
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  for (const form of document.querySelectorAll("form.filters")) utcFilters(form);
+  if (document.querySelector("[data-live]")) setInterval(() => refreshLive().catch(() => {}), liveEvery);
+});

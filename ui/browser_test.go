@@ -180,6 +180,26 @@ func TestBrowser_SignInSeeHealthOpenAFailedDeliveryReplayItAndRotateTheSecret(t 
 			t.Errorf("a page shows %q", never)
 		}
 	}
+
+	// Create a webhook with the form: its secret is shown once.
+	b.do(chromedp.Navigate(s.url+"/ui/p/"+e.project.String()+"/"), chromedp.WaitVisible(`form.json input[name=name]`),
+		chromedp.SendKeys(`form.json input[name=name]`, "From the form"),
+		chromedp.SendKeys(`form.json input[name=url]`, s.recv.URL+"/form"),
+		chromedp.SendKeys(`form.json textarea[name=headers]`, "X-Team: payments"),
+		chromedp.Click(`form.json button[type=submit]`), chromedp.WaitVisible(`#secret [data-secret]`))
+	if created := b.text(`#secret [data-secret]`); !strings.HasPrefix(created, "whsec_") {
+		t.Errorf("creating showed %q, want its whsec_ secret", created)
+	}
+	var hooks struct {
+		Webhooks []struct {
+			Name    string
+			Headers map[string]string
+		}
+	}
+	s.get("/api/projects/"+e.project.String()+"/webhooks", &hooks)
+	if n := len(hooks.Webhooks); n != 2 || hooks.Webhooks[1].Name != "From the form" || hooks.Webhooks[1].Headers["X-Team"] == "" {
+		t.Errorf("after the form: %+v, want a second webhook with its header", hooks.Webhooks)
+	}
 	t.Logf("browser test took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), shots)
 }
 

@@ -135,14 +135,36 @@ func (s *server) webhooksPage(w http.ResponseWriter, r *http.Request, cred strin
 	s.renderIn(w, http.StatusOK, "webhooks", project, struct {
 		Project  string
 		Webhooks []webhookRow
-	}{project, rows})
+		Create   formView
+	}{project, rows, formView{Method: http.MethodPost, URL: "/ui" + projectPath(project, "webhooks"),
+		Then: "created", Label: "Create webhook"}})
 }
 
 type webhookView struct {
-	Project string
-	Webhook webhook
-	Headers []string // custom header names; their values are never shown
-	List    deliveryList
+	Project    string
+	Webhook    webhook
+	Headers    []string // custom header names; their values are never shown
+	List       deliveryList
+	Edit       formView
+	Recoveries []recovery
+}
+
+// formView is the webhook form: create (an empty Webhook) or edit.
+type formView struct {
+	Method, URL, Then, Label string
+	Webhook                  webhook
+}
+
+// recovery is a bulk recovery and its progress.
+type recovery struct {
+	ID        string     `json:"id"`
+	Since     time.Time  `json:"since"`
+	Until     time.Time  `json:"until"`
+	State     string     `json:"state"`
+	Total     int        `json:"total"`
+	Done      int        `json:"done"`
+	CreatedAt time.Time  `json:"created_at"`
+	Finished  *time.Time `json:"finished_at"`
 }
 
 func (s *server) webhookPage(w http.ResponseWriter, r *http.Request, cred string) {
@@ -153,10 +175,20 @@ func (s *server) webhookPage(w http.ResponseWriter, r *http.Request, cred string
 		return
 	}
 	v.Headers = headerNames(v.Webhook.Headers)
+	v.Edit = formView{Method: http.MethodPatch, URL: "/ui" + projectPath(project, "webhooks", id),
+		Then: "reload", Label: "Save", Webhook: v.Webhook}
 	if err := s.loadDeliveries(r, cred, projectPath(project, "webhooks", id, "deliveries"), &v.List); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	var recs struct {
+		Recoveries []recovery `json:"recoveries"`
+	}
+	if err := s.get(r, cred, projectPath(project, "webhooks", id, "recoveries"), &recs); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v.Recoveries = recs.Recoveries
 	s.renderIn(w, http.StatusOK, "webhook", project, v)
 }
 

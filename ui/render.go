@@ -11,7 +11,7 @@ import (
 )
 
 // pageNames are the pages, each templates/<name>.html inside
-// templates/layout.html, with the parts of templates/lists.html.
+// templates/layout.html, with the parts of templates/lists.html and forms.html.
 var pageNames = []string{"login", "projects", "webhooks", "webhook", "deliveries", "delivery", "error"}
 
 // pages are the parsed page templates by name.
@@ -21,7 +21,8 @@ func mustParsePages() pages {
 	p := pages{}
 	for _, name := range pageNames {
 		p[name] = template.Must(template.New("layout.html").Funcs(funcs).
-			ParseFS(assets, "templates/layout.html", "templates/lists.html", "templates/"+name+".html"))
+			ParseFS(assets, "templates/layout.html", "templates/lists.html", "templates/forms.html",
+				"templates/"+name+".html"))
 	}
 	return p
 }

@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/hookrelay/hookrelay/internal/testkit/testwait"
 )
 
 func TestUI_UnprotectedPageSaysSoAndListsProjectsWithWebhooks(t *testing.T) {
@@ -224,7 +227,36 @@ func TestUI_DeliveryListsFilterFindByIDAndPageWithTheAPIsCursor(t *testing.T) {
 		t.Fatalf("next page link %q does not keep the filter and carry the cursor", next)
 	}
 	p2 := br.get(hook+next).want(t, http.StatusOK, first, "Newest")
-	if strings.Contains(p2.body, third) || strings.Contains(p2.body, `data-live=`) {
+	if strings.Contains(p2.body, third) || strings.Contains(p2.body, `data-live="deliveries"`) {
 		t.Error("the second page repeats the first or refreshes itself")
+	}
+}
+
+func TestUI_WebhookFormsNeverCarryHeaderValuesAndARecoveryShowsItsProgress(t *testing.T) {
+	e := newEnv(t, "")
+	id, _ := e.createWebhook(e.project, "Orders")
+	e.insertDelivery(e.project, id)
+	b := e.browser()
+	hook := "/ui/p/" + e.project.String() + "/webhooks/" + id
+	b.get("/ui/p/"+e.project.String()+"/").want(t, http.StatusOK, "Create webhook", `data-kind="headers"`)
+	edit := b.get(hook).want(t, http.StatusOK, `data-method="PATCH"`, "Authorization: ********", "Recover")
+	if strings.Contains(edit.body, headerValue) {
+		t.Fatal("the edit form shows a custom header's value")
+	}
+
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	b.do("POST", "/ui/api/projects/"+e.project.String()+"/webhooks/"+id+"/recover",
+		strings.NewReader(`{"since":"`+since+`","status":"failed"}`),
+		"Sec-Fetch-Site", "same-origin", "Content-Type", "application/json").want(t, http.StatusAccepted, `"total":1`)
+	testwait.For(t, 20*time.Second, "the recovery shows on the webhook's page", func() bool {
+		return strings.Contains(b.get(hook).body, "<progress max=\"1\"")
+	})
+	// The edit form's masked value keeps the stored one.
+	b.do("PATCH", "/ui/api/projects/"+e.project.String()+"/webhooks/"+id,
+		strings.NewReader(`{"name":"Orders v2","headers":{"Authorization":"********"}}`),
+		"Sec-Fetch-Site", "same-origin", "Content-Type", "application/json").want(t, http.StatusOK, "Orders v2")
+	var stored string
+	if err := e.pool.QueryRow(context.Background(), `SELECT headers->>'Authorization' FROM hookrelay.webhooks WHERE id = $1`, id).Scan(&stored); err != nil || stored != headerValue {
+		t.Errorf("after an edit with the mask, the stored header is %q (%v), want it kept", stored, err)
 	}
 }

@@ -82,6 +82,56 @@ document.addEventListener("click", (ev) => {
   }
 });
 
+// formBody turns a form.json into the API's JSON body: data-kind says how a
+// field reads (a comma list, "Name: value" lines, a local time sent as UTC,
+// a checkbox); empty fields are left out.
+function formBody(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name) continue;
+    const kind = el.dataset.kind, v = el.value.trim();
+    if (kind === "bool") { if (el.checked) body[el.name] = true; continue; }
+    if (v === "" && kind !== "headers") continue;
+    if (kind === "list") body[el.name] = v.split(",").map((x) => x.trim()).filter(Boolean);
+    else if (kind === "utc") body[el.name] = new Date(v).toISOString();
+    else if (kind === "headers") {
+      const h = {};
+      for (const line of v.split("\n")) {
+        const i = line.indexOf(":");
+        if (i > 0) h[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+      }
+      body[el.name] = h;
+    } else body[el.name] = v;
+  }
+  return body;
+}
+
+async function submitJSON(form) {
+  const ds = form.dataset, button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const data = await api(ds.method, ds.url, JSON.stringify(formBody(form)));
+    if (ds.then === "created") {
+      const box = document.getElementById("secret");
+      box.querySelector("[data-secret]").textContent = data.secret;
+      box.querySelector("[data-created]").href = location.pathname + "webhooks/" + data.id;
+      box.hidden = false;
+      form.reset();
+    } else {
+      location.reload();
+    }
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.addEventListener("submit", (ev) => {
+  const form = ev.target.closest("form.json");
+  if (form) { ev.preventDefault(); submitJSON(form); }
+});
+
 // Time filters: the form shows local time, the API takes RFC 3339 UTC.
 function pad(n) { return String(n).padStart(2, "0"); }
 function utcFilters(form) {

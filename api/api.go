@@ -78,6 +78,9 @@ type Config struct {
 	// 0 means 1): a replay goes on its webhook's shard.
 	Stream string
 	Shards int
+	// Group is the stream's consumer group (HOOKRELAY_GROUP), whose pending
+	// entries the stats report; empty reports none.
+	Group string
 	// Send configures the sender of POST /webhooks/{id}/test, which signs and
 	// sends exactly as the worker does.
 	Send deliver.SendConfig
@@ -164,6 +167,7 @@ func (a *app) routes(reg prometheus.Registerer) map[string]http.Handler {
 		"GET /webhooks/{id}/recoveries/{recovery_id}":        a.getRecovery,
 		"POST /configs/deploy":                               a.deployConfig,
 		"GET /deliveries":                                    a.listProjectDeliveries,
+		"GET /stats":                                         a.projectStats,
 	}
 	routes := map[string]http.Handler{
 		"GET /healthz":      a.wrap(a.healthz),

@@ -162,6 +162,13 @@ func TestBrowser_SignInSeeHealthOpenAFailedDeliveryReplayItAndRotateTheSecret(t 
 	}
 	seen += b.html()
 
+	// The overview draws the hour: one delivered (the replay) and nothing failed now.
+	b.do(chromedp.Navigate(s.url+"/ui/p/"+e.project.String()+"/overview"), chromedp.WaitVisible(`svg.chart rect.bar-delivered`))
+	b.shot("overview.png")
+	if ratio := b.text(`.stat-ratio`); !strings.HasPrefix(ratio, "100.0 %") {
+		t.Errorf("overview success ratio %q, want 100.0 %% after the replay", ratio)
+	}
+
 	// Rotate the secret: shown once, then never again.
 	b.do(chromedp.Navigate(s.url+"/ui/p/"+e.project.String()+"/webhooks/"+hook),
 		chromedp.WaitVisible(`button[data-show="secret"]`))

@@ -132,11 +132,17 @@ func (s *server) webhooksPage(w http.ResponseWriter, r *http.Request, cred strin
 			rows[i].Last = &page.Deliveries[0]
 		}
 	}
+	var day stats
+	if err := s.get(r, cred, projectPath(project, "stats")+"?window=24h", &day); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.renderIn(w, http.StatusOK, "webhooks", project, struct {
 		Project  string
 		Webhooks []webhookRow
+		Ratios   map[string]*float64 // success over 24 h, by webhook
 		Create   formView
-	}{project, rows, formView{Method: http.MethodPost, URL: "/ui" + projectPath(project, "webhooks"),
+	}{project, rows, day.ratios(), formView{Method: http.MethodPost, URL: "/ui" + projectPath(project, "webhooks"),
 		Then: "created", Label: "Create webhook"}})
 }
 

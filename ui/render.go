@@ -12,7 +12,7 @@ import (
 
 // pageNames are the pages, each templates/<name>.html inside
 // templates/layout.html, with the parts of templates/lists.html and forms.html.
-var pageNames = []string{"login", "projects", "webhooks", "webhook", "deliveries", "delivery", "error"}
+var pageNames = []string{"login", "projects", "webhooks", "webhook", "deliveries", "overview", "delivery", "error"}
 
 // pages are the parsed page templates by name.
 type pages map[string]*template.Template
@@ -72,7 +72,27 @@ var funcs = template.FuncMap{
 	"when":     when,
 	"statuses": func() []string { return []string{"pending", "delivered", "failed", "skipped"} },
 	"pretty":   pretty,
-	"percent":  func(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) },
+	"chart":    chart,
+	"list":     func(xs ...stats) []stats { return xs },
+	"div":      func(a, b int) int { return a / b },
+	"ratio": func(f *float64) string {
+		if f == nil {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f %%", 100**f)
+	},
+	"ms": func(f *float64) string {
+		if f == nil {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f ms", *f)
+	},
+	"age": func(t *time.Time, now time.Time) string {
+		if t == nil {
+			return "—"
+		}
+		return now.Sub(*t).Round(time.Second).String()
+	},
 	"deref": func(p *int) int {
 		if p == nil {
 			return 0

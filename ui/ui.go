@@ -77,6 +77,7 @@ func New(api http.Handler, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle("GET /ui/{$}", s.signedIn(s.projectsPage))
 	mux.Handle("GET /ui/project", s.signedIn(s.pickProject))
 	mux.Handle("GET /ui/p/{project}/{$}", s.signedIn(s.webhooksPage))
+	mux.Handle("GET /ui/p/{project}/overview", s.signedIn(s.overviewPage))
 	mux.Handle("GET /ui/p/{project}/deliveries", s.signedIn(s.projectDeliveriesPage))
 	mux.Handle("GET /ui/p/{project}/webhooks/{id}", s.signedIn(s.webhookPage))
 	mux.Handle("GET /ui/p/{project}/webhooks/{id}/deliveries/{delivery}", s.signedIn(s.deliveryPage))

@@ -260,3 +260,21 @@ func TestUI_WebhookFormsNeverCarryHeaderValuesAndARecoveryShowsItsProgress(t *te
 		t.Errorf("after an edit with the mask, the stored header is %q (%v), want it kept", stored, err)
 	}
 }
+
+func TestUI_OverviewDrawsTheHourAndDayAndTheListShowsEachWebhooksSuccessRatio(t *testing.T) {
+	e := newEnv(t, "")
+	id, _ := e.createWebhook(e.project, "Orders")
+	e.insertDelivery(e.project, id) // failed
+	if _, err := e.pool.Exec(context.Background(), `UPDATE hookrelay.deliveries SET created_at = now() - interval '2 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	e.insertDelivery(e.project, id)
+	b := e.browser()
+	p := b.get("/ui/p/"+e.project.String()+"/overview").want(t, http.StatusOK,
+		`<svg class="chart"`, `class="bar-failed"`, "Last hour", "Last day", "0.0 %", "Pending backlog",
+		"1 failed", "2 failed", `data-live="overview"`, "entries")
+	if n := strings.Count(p.body, "<g><title>"); n != 60+96 {
+		t.Errorf("%d bars, want 60 for the hour and 96 for the day", n)
+	}
+	b.get("/ui/p/"+e.project.String()+"/").want(t, http.StatusOK, "Success 24 h", `<td class="ratio">0.0 %</td>`)
+}

@@ -101,6 +101,7 @@ func newAPI(d *deps, reg *prometheus.Registry) *httpserver.Server {
 		EventTypes:   c.EventTypes,
 		Stream:       c.Stream,
 		Shards:       c.StreamShards,
+		Group:        c.Group,
 		Send:         sendConfig(c),
 	}, d.pool, d.rdb, reg, log)
 	return httpserver.New("api", c.APIAddr, h, log)

@@ -169,6 +169,17 @@ func TestBrowser_SignInSeeHealthOpenAFailedDeliveryReplayItAndRotateTheSecret(t 
 		t.Errorf("overview success ratio %q, want 100.0 %% after the replay", ratio)
 	}
 
+	// On a phone the delivery page fits the screen's width: nothing scrolls
+	// sideways but the tables' own boxes.
+	b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(s.url+"/ui/p/"+e.project.String()+"/webhooks/"+hook+"/deliveries/"+delivery),
+		chromedp.WaitVisible(`ol.timeline li.attempt`))
+	b.shot("delivery-phone.png")
+	if wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)); err != nil || wide {
+		t.Errorf("on a 390 px screen the page is wider than the screen (%v)", err)
+	}
+	b.do(chromedp.EmulateReset())
+
 	// Rotate the secret: shown once, then never again.
 	b.do(chromedp.Navigate(s.url+"/ui/p/"+e.project.String()+"/webhooks/"+hook),
 		chromedp.WaitVisible(`button[data-show="secret"]`))

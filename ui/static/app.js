@@ -41,16 +41,29 @@ async function watch(url, before, out) {
   }
 }
 
-async function act(btn) {
+// busy disables el while fn runs and shows fn's error.
+async function busy(el, fn) {
+  el.disabled = true;
+  try { await fn(); } catch (e) { showError(e.message); } finally { el.disabled = false; }
+}
+
+// showSecret shows a secret from the API's answer, this once; link, when
+// given, points at the webhook it belongs to.
+function showSecret(secret, link) {
+  const box = document.getElementById("secret");
+  box.querySelector("[data-secret]").textContent = secret;
+  const a = box.querySelector("[data-created]");
+  if (a && link) a.href = link;
+  box.hidden = false;
+}
+
+function act(btn) {
   const ds = btn.dataset;
   if (ds.confirm && !confirm(ds.confirm)) return;
-  btn.disabled = true;
-  try {
+  busy(btn, async () => {
     const data = await api(ds.action, ds.url, ds.body);
     if (ds.show === "secret") {
-      const box = document.getElementById("secret");
-      box.querySelector("[data-secret]").textContent = data.secret;
-      box.hidden = false;
+      showSecret(data.secret);
     } else if (ds.show === "test-result") {
       const out = document.getElementById("test-result");
       out.textContent = (data.success ? "Success: " : "Failed: ") +
@@ -65,11 +78,7 @@ async function act(btn) {
     } else {
       location.reload();
     }
-  } catch (e) {
-    showError(e.message);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
 document.addEventListener("click", (ev) => {
@@ -106,25 +115,17 @@ function formBody(form) {
   return body;
 }
 
-async function submitJSON(form) {
-  const ds = form.dataset, button = form.querySelector("button[type=submit]");
-  button.disabled = true;
-  try {
+function submitJSON(form) {
+  const ds = form.dataset;
+  busy(form.querySelector("button[type=submit]"), async () => {
     const data = await api(ds.method, ds.url, JSON.stringify(formBody(form)));
     if (ds.then === "created") {
-      const box = document.getElementById("secret");
-      box.querySelector("[data-secret]").textContent = data.secret;
-      box.querySelector("[data-created]").href = location.pathname + "webhooks/" + data.id;
-      box.hidden = false;
+      showSecret(data.secret, location.pathname + "webhooks/" + data.id);
       form.reset();
     } else {
       location.reload();
     }
-  } catch (e) {
-    showError(e.message);
-  } finally {
-    button.disabled = false;
-  }
+  });
 }
 
 document.addEventListener("submit", (ev) => {
